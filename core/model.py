@@ -1,0 +1,121 @@
+"""Loading a Grin model folder (model.keras + metadata.json) and running it in one compiled call."""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.preprocess import PreprocessConfig
+from core.runtime import tensorflow
+from core.tasks import Task, get_task
+
+MODEL_FILE = "model.keras"
+META_FILE = "metadata.json"
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used; the message says why."""
+
+
+@dataclass
+class ModelMeta:
+    """What is saved beside every model: enough to preprocess, run and describe it."""
+
+    task: str
+    class_names: list[str]
+    preprocess: dict
+    arch: str = ""
+    tta_flip: bool = True
+    threshold: float = 0.5
+    metrics: dict = field(default_factory=dict)
+    command: str = ""
+    created: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.preprocess)
+
+    def save(self, folder: Path) -> None:
+        from core.fileio import write_json_atomic
+
+        write_json_atomic(Path(folder) / META_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelMeta":
+        path = Path(folder) / META_FILE
+        if not path.is_file():
+            raise ModelError(f"{folder}: no {META_FILE} beside the model")
+        try:
+            d = json.loads(path.read_text())
+            return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ModelError(f"{path}: unreadable metadata ({exc})") from None
+
+    def validate(self) -> Task:
+        """Check the metadata against the task registry; return the task."""
+        try:
+            task = get_task(self.task)
+        except KeyError as exc:
+            raise ModelError(str(exc)) from None
+        if tuple(self.class_names) != task.class_names:
+            raise ModelError(f"model classes {self.class_names} do not match task '{task.name}' "
+                             f"{list(task.class_names)}")
+        pp = self.preprocess_config
+        if pp.input_size != task.input_size or pp.color_mode != task.color_mode:
+            raise ModelError(f"model input {pp.input_size}px {pp.color_mode} does not match task "
+                             f"'{task.name}' ({task.input_size}px {task.color_mode})")
+        return task
+
+
+class Classifier:
+    """A loaded model: uint8 face crops in, class probabilities out. Thread-safe."""
+
+    def __init__(self, folder: str | Path, warm_up: bool = True):
+        self.folder = Path(folder)
+        self.meta = ModelMeta.load(self.folder)
+        self.task = self.meta.validate()
+        self.preprocess = self.meta.preprocess_config
+        path = self.folder / MODEL_FILE
+        if not path.is_file():
+            raise ModelError(f"{self.folder}: no {MODEL_FILE}")
+        tf = tensorflow()
+        import keras
+
+        try:
+            self.model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as exc:  # keras raises many types for bad files
+            raise ModelError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from None
+        want = (None, *self.preprocess.input_shape)
+        if tuple(self.model.input_shape) != want or self.model.output_shape[-1] != self.task.n_classes:
+            raise ModelError(f"{path}: model shapes {self.model.input_shape} -> {self.model.output_shape} "
+                             f"do not match its metadata {want} -> {self.task.n_classes} classes")
+        spec = tf.TensorSpec((None, *self.preprocess.input_shape), tf.uint8)
+        self._forward = tf.function(self._forward_impl, input_signature=[spec])
+        self._lock = threading.Lock()
+        if warm_up:
+            for n in (1, 4):
+                self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))
+
+    def _forward_impl(self, x):
+        tf = tensorflow()
+        x = tf.cast(x, tf.float32)
+        if not self.meta.tta_flip:
+            return tf.cast(self.model(x, training=False), tf.float32)
+        n = tf.shape(x)[0]
+        probs = tf.cast(self.model(tf.concat([x, tf.reverse(x, axis=[2])], 0), training=False), tf.float32)
+        return (probs[:n] + probs[n:]) / 2.0
+
+    def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels)."""
+        if len(faces) == 0:
+            return np.zeros((0, self.task.n_classes), np.float32)
+        out = [self._forward(faces[i:i + batch_size]).numpy() for i in range(0, len(faces), batch_size)]
+        return np.concatenate(out)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.model.count_params())

@@ -1,0 +1,88 @@
+"""The one preprocessing path, shared by training and inference: box -> crop -> resize -> colour.
+
+Scaling to [0, 1] is the first layer of every Grin model (a Rescaling layer), so the
+arrays made here are uint8 and the normalisation can never drift between training and serving.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from core.detect import Box
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    input_size: int = 64
+    color_mode: str = "gray"     # "gray" or "rgb"
+    widen: float = 1.2           # crop side / detected box side: frames faces like FER-2013 crops
+    shift_y: float = 0.0         # move the crop centre down by this fraction of the box height
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color_mode == "gray" else 3
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.input_size, self.input_size, self.channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "PreprocessConfig":
+        d = d or {}
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def crop_box(box: Box, cfg: PreprocessConfig) -> tuple[int, int, int]:
+    """The square crop (x0, y0, side) that frames a detected box."""
+    x, y, w, h = box
+    side = max(1, int(round(max(w, h) * cfg.widen)))
+    cx = x + w / 2.0
+    cy = y + h / 2.0 + cfg.shift_y * h
+    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side
+
+
+def whole_image_box(shape: Sequence[int], cfg: PreprocessConfig) -> Box:
+    """The box whose crop is the whole image: for faces that are already cropped."""
+    h, w = shape[:2]
+    bw, bh = w / cfg.widen, h / cfg.widen
+    return (int(round((w - bw) / 2)), int(round((h - bh) / 2)), int(round(bw)), int(round(bh)))
+
+
+def crop_faces(image: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig) -> np.ndarray:
+    """Model inputs for each box: uint8 array of shape (len(boxes), size, size, channels)."""
+    size, out = cfg.input_size, []
+    if image.ndim == 2:
+        image = image[:, :, None]
+    h, w = image.shape[:2]
+    for box in boxes:
+        x0, y0, side = crop_box(box, cfg)
+        x1, y1 = x0 + side, y0 + side
+        patch = image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+        if patch.size == 0:
+            patch = np.zeros((1, 1, image.shape[2]), np.uint8)
+        pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
+        if any(pads) and min(patch.shape[:2]) > 0:
+            patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_REPLICATE)
+        interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
+        patch = cv2.resize(patch, (size, size), interpolation=interp)
+        if patch.ndim == 2:
+            patch = patch[:, :, None]
+        out.append(to_color_mode(patch, cfg.color_mode))
+    return np.stack(out) if out else np.zeros((0, *cfg.input_shape), np.uint8)
+
+
+def to_color_mode(patch: np.ndarray, color_mode: str) -> np.ndarray:
+    """(H, W, 1|3) uint8 to the model's colour mode."""
+    if color_mode == "gray":
+        if patch.shape[2] == 3:
+            patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)[:, :, None]
+        return patch
+    if patch.shape[2] == 1:
+        return np.repeat(patch, 3, axis=2)
+    return patch

@@ -1,0 +1,30 @@
+"""Lazy TensorFlow import with quiet logs and GPU memory growth: import only when a model is needed."""
+from __future__ import annotations
+
+import os
+import threading
+
+_lock = threading.Lock()
+_tf = None
+
+
+def tensorflow():
+    """The tensorflow module, imported once (about 4 s) with sensible process-wide settings."""
+    global _tf
+    with _lock:
+        if _tf is None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+            import tensorflow as tf
+
+            for gpu in tf.config.list_physical_devices("GPU"):
+                try:
+                    tf.config.experimental.set_memory_growth(gpu, True)
+                except RuntimeError:  # already initialised
+                    pass
+            _tf = tf
+    return _tf
+
+
+def gpu_count() -> int:
+    return len(tensorflow().config.list_physical_devices("GPU"))

@@ -1,0 +1,1 @@
+"""Grin's training pipeline: datasets, splits, architectures, training runs and evaluation."""

@@ -1,0 +1,83 @@
+"""Batch augmentation for tf.data: flips, shifts, rotation, zoom, light, blur, erasing, mixup."""
+from __future__ import annotations
+
+import keras
+
+from core.runtime import tensorflow
+from training.config import Augment
+
+
+def make_augmenter(cfg: Augment, size: int, seed: int):
+    """A function (images float32 0..255, one-hot labels) -> augmented batch, for Dataset.map."""
+    tf = tensorflow()
+    geo = []
+    if cfg.flip:
+        geo.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
+    if cfg.rotate:
+        geo.append(keras.layers.RandomRotation(cfg.rotate / 360.0, fill_mode="reflect", seed=seed + 1, dtype="float32"))
+    if cfg.zoom:
+        geo.append(keras.layers.RandomZoom((-cfg.zoom, cfg.zoom), fill_mode="reflect", seed=seed + 2, dtype="float32"))
+    if cfg.shift:
+        geo.append(keras.layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=seed + 3, dtype="float32"))
+    gen = tf.random.Generator.from_seed(seed + 4)
+
+    def light(x):
+        if not cfg.brightness_contrast:
+            return x
+        s = cfg.brightness_contrast
+        n = tf.shape(x)[0]
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        contrast = gen.uniform([n, 1, 1, 1], 1 - s, 1 + s)
+        bright = gen.uniform([n, 1, 1, 1], -s * 80, s * 80)
+        gamma = tf.exp(gen.uniform([n, 1, 1, 1], -s, s))
+        x = 255.0 * tf.pow(tf.clip_by_value(x, 0, 255) / 255.0, gamma)
+        return tf.clip_by_value((x - mean) * contrast + mean + bright, 0, 255)
+
+    def blur(x):
+        if not cfg.blur:
+            return x
+        factor = gen.uniform([], 0.25, 0.75)
+        s = tf.cast(tf.round(size * factor), tf.int32)
+        down = tf.image.resize(x, tf.stack([s, s]), method="area")
+        up = tf.image.resize(down, [size, size], method="bilinear")
+        mask = tf.cast(gen.uniform([tf.shape(x)[0], 1, 1, 1]) < cfg.blur, x.dtype)
+        return mask * up + (1 - mask) * x
+
+    def erase(x):
+        if not cfg.erasing:
+            return x
+        n = tf.shape(x)[0]
+        h = gen.uniform([n, 1, 1, 1], 0.1, 0.4) * size
+        w = gen.uniform([n, 1, 1, 1], 0.1, 0.4) * size
+        cy = gen.uniform([n, 1, 1, 1], 0, size)
+        cx = gen.uniform([n, 1, 1, 1], 0, size)
+        r = tf.reshape(tf.range(size, dtype=tf.float32), [1, size, 1, 1])
+        c = tf.reshape(tf.range(size, dtype=tf.float32), [1, 1, size, 1])
+        box = tf.cast((tf.abs(r - cy) < h / 2) & (tf.abs(c - cx) < w / 2), x.dtype)
+        apply = tf.cast(gen.uniform([n, 1, 1, 1]) < cfg.erasing, x.dtype)
+        noise = gen.uniform(tf.shape(x), 0, 255)
+        m = box * apply
+        return x * (1 - m) + noise * m
+
+    def mixup(x, y):
+        if not cfg.mixup:
+            return x, y
+        n = tf.shape(x)[0]
+        lam = tf.random.stateless_gamma([n], seed=gen.make_seeds(1)[:, 0], alpha=cfg.mixup)
+        lam2 = tf.random.stateless_gamma([n], seed=gen.make_seeds(1)[:, 0], alpha=cfg.mixup)
+        lam = lam / (lam + lam2)
+        lam = tf.maximum(lam, 1 - lam)
+        perm = tf.random.shuffle(tf.range(n))
+        lx = tf.reshape(lam, [n, 1, 1, 1])
+        ly = tf.reshape(lam, [n, 1])
+        return x * lx + tf.gather(x, perm) * (1 - lx), y * ly + tf.gather(y, perm) * (1 - ly)
+
+    def augment(x, y):
+        for layer in geo:
+            x = layer(x, training=True)
+        x = light(blur(x))
+        x = erase(x)
+        x, y = mixup(x, y)
+        return x, y
+
+    return augment

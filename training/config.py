@@ -1,0 +1,110 @@
+"""Training settings as a dataclass, checked before any run starts."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from core.tasks import TASKS, get_task
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "constant", "step")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+
+
+class ConfigError(ValueError):
+    """A training setting that cannot work; the message names it and says why."""
+
+
+@dataclass
+class Augment:
+    flip: bool = True
+    shift: float = 0.08          # fraction of the side
+    rotate: float = 12.0         # degrees
+    zoom: float = 0.15           # +- fraction: tight and loose crops
+    brightness_contrast: float = 0.3
+    blur: float = 0.3            # probability of a down-up resize (low-resolution cameras)
+    erasing: float = 0.0         # probability of random erasing
+    mixup: float = 0.0           # mixup alpha; 0 is off
+
+
+@dataclass
+class TrainConfig:
+    task: str = "smile"
+    data: str = ""
+    extra_data: list[str] = field(default_factory=list)  # more training data (e.g. FER-2013 for smile)
+    arch: str = ""               # default: the task's
+    width: int = 0               # 0: the architecture's default
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
+    weight_decay: float = 5e-4
+    l2: float = 0.0
+    dropout: float = 0.3
+    label_smoothing: float = 0.05
+    class_weights: str = "none"
+    augment: Augment = field(default_factory=Augment)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+    limit: int = 0               # use at most this many training images (quick runs); 0 is all
+    faces: str = "auto"
+    precision: str = "auto"
+    patience: int = 0            # early stopping on validation accuracy; 0 is off
+    tta_flip: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):
+            self.augment = Augment(**self.augment)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def resolved_arch(self) -> str:
+        return self.arch or get_task(self.task).default_arch
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first setting that cannot work."""
+        from training.architectures import ARCHITECTURES
+
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not '{self.task}'")
+        need(bool(self.data), "a dataset path is required")
+        need(self.resolved_arch() in ARCHITECTURES,
+             f"architecture must be one of {', '.join(ARCHITECTURES)}, not '{self.arch}'")
+        need(1 <= self.epochs <= 1000, f"epochs must be between 1 and 1000, not {self.epochs}")
+        need(1 <= self.batch_size <= 4096, f"batch size must be between 1 and 4096, not {self.batch_size}")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        need(0 < self.lr <= 1.0, f"learning rate must be in (0, 1], not {self.lr}")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        need(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+             "warm-up epochs must be fewer than epochs")
+        need(0 <= self.weight_decay < 1, "weight decay must be in [0, 1)")
+        need(0 <= self.l2 < 1, "L2 must be in [0, 1)")
+        need(0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}")
+        need(0 <= self.label_smoothing < 0.5, "label smoothing must be in [0, 0.5)")
+        need(self.class_weights in CLASS_WEIGHTS, f"class weights must be one of {', '.join(CLASS_WEIGHTS)}")
+        need(0 < self.val_fraction < 0.5 and 0 <= self.test_fraction < 0.5
+             and self.val_fraction + self.test_fraction < 0.8, "validation/test fractions must leave training data")
+        need(self.limit >= 0, "limit must be 0 (all) or positive")
+        need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
+        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        need(self.width >= 0 and self.width <= 512, "width must be 0 (default) to 512")
+        a = self.augment
+        need(0 <= a.shift <= 0.4 and 0 <= a.rotate <= 45 and 0 <= a.zoom <= 0.5,
+             "augmentation strengths out of range (shift <= 0.4, rotate <= 45, zoom <= 0.5)")
+        need(0 <= a.brightness_contrast <= 1 and 0 <= a.blur <= 1 and 0 <= a.erasing <= 1 and 0 <= a.mixup <= 1,
+             "augmentation probabilities must be in [0, 1]")

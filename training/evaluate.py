@@ -1,0 +1,85 @@
+"""Evaluate a model folder on a dataset:
+`python -m training.evaluate --model models/smile --data <dir> [--split test] [--faces auto|detect|cropped] --json out.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.fileio import write_json_atomic
+from core.model import Classifier, ModelError, ModelMeta
+from training.metrics import classification_report
+
+SPLIT_CHOICES = ("test", "val", "train", "all", "private_test", "public_test")
+
+
+def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: float | None = None) -> dict:
+    """Figures for crops `x` with labels `y`, through the same call the app uses."""
+    from core.pipeline import decide
+
+    t0 = time.perf_counter()
+    probs = clf.predict(x)
+    ms = (time.perf_counter() - t0) * 1000 / max(1, len(x))
+    pred = decide(probs, clf.task, clf.meta.threshold if threshold is None else threshold)
+    out = classification_report(np.asarray(y), probs, list(clf.task.class_names), pred)
+    out.update(n_images=int(len(y)), classify_ms_per_face=round(ms, 3), tta_flip=clf.meta.tta_flip)
+    return out
+
+
+def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: str = "auto",
+                     limit: int = 0) -> dict:
+    """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set."""
+    from training.data import load_faces
+    from training.split import SplitConfig, assign_splits, test_mask
+
+    clf = Classifier(model)
+    ds, fc = load_faces(data, clf.task, clf.preprocess, faces)
+    if ds.name in ("folders",):
+        mask = np.ones(len(ds.samples), bool)
+        split = "all"
+    else:
+        s = ModelMeta.load(Path(model)).extra.get("split", {})
+        splits = assign_splits(ds, SplitConfig(**s) if s else SplitConfig())
+        mask = test_mask(splits, split)
+    mask &= fc.readable
+    idx = np.flatnonzero(mask)
+    if limit and len(idx) > limit:
+        idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
+    if len(idx) == 0:
+        raise ValueError(f"no readable images in split '{split}' of {data}")
+    out = evaluate_arrays(clf, fc.x[idx], ds.labels[idx])
+    out.update(model=str(model), data=str(data), dataset=ds.name, split=split, faces=faces,
+               n_faces_found=int(fc.found[idx].sum()), n_unreadable=int((~fc.readable).sum()),
+               skipped_classes=ds.skipped)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="models/smile")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test", choices=SPLIT_CHOICES)
+    p.add_argument("--faces", default="auto", choices=("auto", "detect", "cropped"))
+    p.add_argument("--limit", type=int, default=0, help="evaluate an evenly spaced subset of this size")
+    p.add_argument("--json", help="write the figures here")
+    args = p.parse_args(argv)
+    try:
+        out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit)
+    except (ModelError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        write_json_atomic(args.json, out)
+    brief = {k: out[k] for k in ("accuracy", "balanced_accuracy", "n_images", "n_faces_found")}
+    brief["ece"] = out["reliability"].get("ece")
+    print(json.dumps(brief, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

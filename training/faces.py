@@ -1,0 +1,115 @@
+"""From dataset samples to preprocessed face crops, through the inference detector, cached on disk."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from core.detect import DetectorConfig, FaceDetector
+from core.fileio import write_bytes_atomic
+from core.imageio import ImageError, load_image
+from core.preprocess import PreprocessConfig, crop_faces, whole_image_box
+from training.datasets import Dataset, Sample
+
+FACE_MODES = ("auto", "detect", "cropped")
+
+
+@dataclass
+class Faces:
+    """Crops for every sample of a dataset, in sample order."""
+
+    x: np.ndarray          # uint8 (N, size, size, channels)
+    found: np.ndarray      # bool: a face was detected (False: whole image used, or unreadable)
+    readable: np.ndarray   # bool: the file could be decoded
+    boxes: np.ndarray      # int (N, 4): the box used, in the original image
+
+    @property
+    def n_fallback(self) -> int:
+        return int((~self.found & self.readable).sum())
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GRIN_CACHE", Path.home() / ".cache" / "grin"))
+
+
+def _uses_detection(sample: Sample, mode: str, shape: tuple[int, ...]) -> bool:
+    if mode == "detect":
+        return True
+    if mode == "cropped":
+        return False
+    return not sample.cropped and min(shape[:2]) > 100  # auto: small images are taken as crops
+
+
+def face_from_image(image: np.ndarray, sample_cropped: bool, mode: str, detector: FaceDetector,
+                    pp: PreprocessConfig, sample: Sample | None = None) -> tuple[np.ndarray, bool, tuple]:
+    """One crop for a dataset image: the largest detected face, else the whole image."""
+    box, found = None, False
+    if _uses_detection(sample or Sample("", 0, "", cropped=sample_cropped), mode, image.shape):
+        boxes = detector.detect(image)
+        if boxes:
+            box, found = boxes[0], True
+    if box is None:
+        box = whole_image_box(image.shape, pp)
+    return crop_faces(image, [box], pp)[0], found, box
+
+
+def _read(sample: Sample) -> np.ndarray:
+    if isinstance(sample.source, np.ndarray):
+        return sample.source
+    if Path(sample.source).suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"):
+        img = cv2.imread(sample.source, cv2.IMREAD_COLOR)  # fast path for the common formats
+        if img is not None:
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return load_image(sample.source)
+
+
+def extract_faces(ds: Dataset, pp: PreprocessConfig, mode: str = "auto",
+                  detector_cfg: DetectorConfig | None = None, use_cache: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> Faces:
+    """Crops for all samples (cached by dataset content and preprocessing settings)."""
+    if mode not in FACE_MODES:
+        raise ValueError(f"faces must be one of {FACE_MODES}, not '{mode}'")
+    detector_cfg = detector_cfg or DetectorConfig()
+    key = _cache_key(ds, pp, mode, detector_cfg)
+    path = cache_dir() / "faces" / f"{ds.name}-{ds.task.name}-{key}.npz"
+    if use_cache and path.is_file():
+        with np.load(path) as z:
+            return Faces(z["x"], z["found"], z["readable"], z["boxes"])
+    detector = FaceDetector(detector_cfg)
+    n = len(ds.samples)
+    x = np.zeros((n, *pp.input_shape), np.uint8)
+    found, readable = np.zeros(n, bool), np.ones(n, bool)
+    boxes = np.zeros((n, 4), np.int32)
+    for i, s in enumerate(ds.samples):
+        try:
+            img = _read(s)
+        except (ImageError, OSError):
+            readable[i] = False
+            continue
+        x[i], found[i], boxes[i] = face_from_image(img, s.cropped, mode, detector, pp, s)
+        if progress and (i % 200 == 0 or i == n - 1):
+            progress(i + 1, n)
+    if use_cache:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, x=x, found=found, readable=readable, boxes=boxes)
+        write_bytes_atomic(path, buf.getvalue())
+    if progress:
+        progress(n, n)
+    return Faces(x, found, readable, boxes)
+
+
+def _cache_key(ds: Dataset, pp: PreprocessConfig, mode: str, det: DetectorConfig) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps([ds.name, ds.root, pp.to_dict(), mode, det.to_dict(), 2]).encode())
+    for s in ds.samples:
+        h.update(s.group.encode())
+        h.update(str(s.label).encode())
+    return h.hexdigest()[:16]

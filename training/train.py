@@ -1,0 +1,333 @@
+"""Train a Grin model: `python -m training.train --task smile --data <dir> --out <run dir>`.
+
+Every epoch appends a line to metrics.jsonl, saves a resumable checkpoint and, when validation
+accuracy improves, the best model (float32, with metadata) - all written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from core.fileio import append_jsonl, write_json_atomic
+from core.model import META_FILE, MODEL_FILE, ModelMeta
+from core.runtime import tensorflow
+from training.config import Augment, ConfigError, TrainConfig
+from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, Run
+
+
+def lr_at(epoch: int, cfg: TrainConfig) -> float:
+    """Learning rate for a (0-based) epoch: linear warm-up, then the schedule."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "step":
+        return cfg.lr * (0.1 ** (epoch // max(1, cfg.epochs // 3)))
+    t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def class_weights(y: np.ndarray, n: int, mode: str) -> dict[int, float] | None:
+    if mode == "none":
+        return None
+    counts = np.maximum(np.bincount(y, minlength=n), 1).astype(float)
+    w = counts.sum() / (n * counts)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    return {i: float(v) for i, v in enumerate(w / w[np.bincount(y, minlength=n) > 0].mean())}
+
+
+def set_precision(precision: str) -> str:
+    """Choose the Keras dtype policy: bfloat16 on CPU (faster there), float16 on GPU."""
+    import keras
+
+    tf = tensorflow()
+    if precision == "auto":
+        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    keras.config.set_dtype_policy(precision)
+    return precision
+
+
+def make_optimizer(cfg: TrainConfig):
+    import keras
+
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(cfg.lr)
+    return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_dataset(x, y, n_classes, cfg: TrainConfig, training: bool):
+    """A tf.data pipeline of (float images, one-hot labels)."""
+    from training.augment import make_augmenter
+
+    tf = tensorflow()
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(y), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, n_classes)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        aug = make_augmenter(cfg.augment, x.shape[1], cfg.seed)
+        ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def float32_copy(model, cfg: TrainConfig, input_shape, n_classes):
+    """The same network in float32 for serving (faster on this CPU than bfloat16)."""
+    import keras
+
+    from training.architectures import build_model
+
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        fresh = build_model(cfg.resolved_arch(), input_shape, n_classes, cfg.width or None, cfg.dropout, cfg.l2)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
+def save_model_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Keras callback: metrics line, checkpoint, best model and status after every epoch."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class _Logger(keras.callbacks.Callback):
+            def __init__(self, run: Run, cfg: TrainConfig, prep, meta: ModelMeta, best: float):
+                super().__init__()
+                self.run, self.cfg, self.prep, self.meta, self.best = run, cfg, prep, meta, best
+                self.t0 = time.time()
+                self.bad_epochs = 0
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.time()
+                self.model.optimizer.learning_rate.assign(lr_at(epoch, self.cfg))
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.run.stop_requested():
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                task = self.prep.task
+                val = self.prep.parts["val"]
+                probs = self.model.predict(val.x.astype(np.float32), batch_size=256, verbose=0)
+                cm = np.zeros((task.n_classes,) * 2, int)
+                np.add.at(cm, (val.y, probs.argmax(1)), 1)
+                val_acc = float(np.trace(cm) / max(1, cm.sum()))
+                row = {
+                    "epoch": epoch + 1, "epochs": self.cfg.epochs,
+                    "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
+                    "val_loss": float(logs.get("val_loss", np.nan)), "val_accuracy": val_acc,
+                    "lr": float(lr_at(epoch, self.cfg)), "time": round(time.time() - self.t0, 2),
+                    "val_confusion": cm.tolist(), "timestamp": time.time(),
+                }
+                improved = val_acc > self.best
+                if improved:
+                    self.best = val_acc
+                    self.bad_epochs = 0
+                    best = float32_copy(self.model, self.cfg, val.x.shape[1:], task.n_classes)
+                    self.meta.metrics = {"val_accuracy": val_acc, "epoch": epoch + 1}
+                    save_model_atomic(best, self.run.file(MODEL_FILE))
+                    self.meta.save(self.run.path)
+                else:
+                    self.bad_epochs += 1
+                row["best_val_accuracy"] = self.best
+                append_jsonl(self.run.file(METRICS), row)
+                save_model_atomic(self.model, self.run.file(CHECKPOINT))
+                write_json_atomic(self.run.file(CHECKPOINT_STATE), {"epoch": epoch + 1, "best": self.best})
+                self.run.set_status(state="running", epoch=epoch + 1, epochs=self.cfg.epochs,
+                                    best_val_accuracy=self.best)
+                if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
+                    self.model.stop_training = True
+
+        return _Logger(*args, **kwargs)
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str = "") -> dict:
+    """Run (or resume) training into folder `out`; returns the test evaluation."""
+    import keras
+
+    from training.architectures import build_model
+    from training.data import prepare, task_preprocess
+    from training.evaluate import evaluate_arrays
+    from training.split import SplitConfig
+
+    cfg.validate()
+    run = Run(Path(out))
+    run.path.mkdir(parents=True, exist_ok=True)
+    if resume:
+        if not run.file(CHECKPOINT).is_file():
+            raise ConfigError(f"{out}: no checkpoint to resume from")
+        cfg = TrainConfig.from_dict(json.loads(run.file(CONFIG).read_text())["config"])
+    elif run.file(CHECKPOINT).is_file() or run.file(METRICS).is_file():
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another folder")
+    run.file("STOP").unlink(missing_ok=True)
+    command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
+    if not resume:
+        write_json_atomic(run.file(CONFIG), {"config": cfg.to_dict(), "command": command,
+                                             "created": dt.datetime.now().isoformat(timespec="seconds")})
+    run.set_status(state="preparing", pid=os.getpid(), epoch=0, epochs=cfg.epochs, message="reading data")
+    try:
+        keras.utils.set_random_seed(cfg.seed)
+        precision = set_precision(cfg.precision)
+        split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
+                       progress=lambda m: run.set_status(message=m))
+        task = prep.task
+        pp = task_preprocess(task)
+        if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
+            raise ConfigError("the dataset is too small to split into training and validation sets")
+        meta = ModelMeta(task=task.name, class_names=list(task.class_names), preprocess=pp.to_dict(),
+                         arch=cfg.resolved_arch(), tta_flip=cfg.tta_flip, command=command,
+                         created=dt.datetime.now().isoformat(timespec="seconds"),
+                         extra={"split": split_cfg.to_dict(), "data": prep.summary(), "precision": precision,
+                                "train_config": cfg.to_dict()})
+        strategy = _strategy()
+        with strategy.scope():
+            if resume:
+                model = keras.saving.load_model(run.file(CHECKPOINT), safe_mode=True)
+                state = json.loads(run.file(CHECKPOINT_STATE).read_text())
+                initial_epoch, best = int(state["epoch"]), float(state["best"])
+            else:
+                model = build_model(cfg.resolved_arch(), pp.input_shape, task.n_classes,
+                                    cfg.width or None, cfg.dropout, cfg.l2)
+                model.compile(optimizer=make_optimizer(cfg),
+                              loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                              metrics=["accuracy"])
+                initial_epoch, best = 0, -1.0
+        n_params = model.count_params()
+        meta.extra["n_params"] = int(n_params)
+        tr, va = prep.parts["train"], prep.parts["val"]
+        run.set_status(state="running", epoch=initial_epoch, message=f"training {n_params:,} parameters on "
+                       f"{len(tr.y)} faces", summary=prep.summary())
+        logger = RunLogger(run, cfg, prep, meta, best)
+        t_start = time.time()
+        if initial_epoch < cfg.epochs:
+            model.fit(make_dataset(tr.x, tr.y, task.n_classes, cfg, True),
+                      validation_data=make_dataset(va.x, va.y, task.n_classes, cfg, False),
+                      epochs=cfg.epochs, initial_epoch=initial_epoch,
+                      class_weight=class_weights(tr.y, task.n_classes, cfg.class_weights),
+                      callbacks=[logger], verbose=2)
+        stopped = run.stop_requested()
+        if not run.has_model():
+            raise RuntimeError("training ended before the first epoch finished: no model was saved")
+        meta = ModelMeta.load(run.path)
+        result = {}
+        te = prep.parts["test"]
+        if len(te.y):
+            from core.model import Classifier
+
+            clf = Classifier(run.path, warm_up=False)
+            result = evaluate_arrays(clf, te.x, te.y)
+            result["split"] = "test"
+            result["train_seconds"] = round(time.time() - t_start, 1)
+            write_json_atomic(run.file(EVAL), result)
+            meta.metrics.update({"test_accuracy": result["accuracy"],
+                                 "test_balanced_accuracy": result["balanced_accuracy"]})
+            meta.save(run.path)
+        run.set_status(state="stopped" if stopped else "finished", message="stopped by request" if stopped
+                       else "finished", test_accuracy=result.get("accuracy"), pid=None)
+        return result
+    except BaseException as exc:
+        state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run.set_status(state=state, message=f"{type(exc).__name__}: {exc}", pid=None)
+        raise
+
+
+def _strategy():
+    """Mirrored across GPUs when several are visible; the default strategy otherwise."""
+    tf = tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    d = TrainConfig()
+    a = Augment()
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    p.add_argument("--task", default=d.task)
+    p.add_argument("--data", required=False, default="", help="dataset folder (or fer2013.csv)")
+    p.add_argument("--extra-data", action="append", default=[], help="more training data (repeatable)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--arch", default="")
+    p.add_argument("--width", type=int, default=0)
+    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    for name in ("lr", "weight_decay", "l2", "dropout", "label_smoothing", "val_fraction", "test_fraction"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    p.add_argument("--optimizer", default=d.optimizer)
+    p.add_argument("--schedule", default=d.schedule)
+    p.add_argument("--class-weights", default=d.class_weights)
+    p.add_argument("--faces", default=d.faces)
+    p.add_argument("--precision", default=d.precision)
+    p.add_argument("--no-tta", action="store_true", help="no flip averaging at test time")
+    p.add_argument("--no-flip", action="store_true")
+    for name in ("shift", "rotate", "zoom", "brightness_contrast", "blur", "erasing", "mixup"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(a, name))
+    args = p.parse_args(argv)
+    aug = Augment(flip=not args.no_flip, shift=args.shift, rotate=args.rotate, zoom=args.zoom,
+                  brightness_contrast=args.brightness_contrast, blur=args.blur, erasing=args.erasing,
+                  mixup=args.mixup)
+    cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, arch=args.arch,
+                      width=args.width, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                      lr=args.lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                      weight_decay=args.weight_decay, l2=args.l2, dropout=args.dropout,
+                      label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=aug,
+                      val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                      limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
+                      tta_flip=not args.no_tta)
+    return cfg, args
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    if not args.resume:
+        try:
+            cfg.validate()
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGTERM, lambda *_: Run(Path(args.out)).request_stop())
+    try:
+        result = train(cfg, args.out, resume=args.resume)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from training.datasets import DatasetError
+
+        if isinstance(exc, DatasetError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    if result:
+        print(json.dumps({k: result[k] for k in ("accuracy", "balanced_accuracy", "n_images")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
