@@ -18,6 +18,9 @@ class DetectorConfig:
     min_neighbors: int = 5
     min_face_frac: float = 0.08  # smallest face, as a fraction of the shorter side of the image
     equalize: bool = True
+    # Photos (not live video) get a second, more permissive pass when the first finds nothing.
+    retry_scale_factor: float = 1.05
+    retry_min_neighbors: int = 3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,8 +49,10 @@ class FaceDetector:
             self._local.cascade = cascade
         return cascade
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Boxes of the faces in `image`, largest first, in original pixel coordinates."""
+    def detect(self, image: np.ndarray, thorough: bool = False) -> list[Box]:
+        """Boxes of the faces in `image`, largest first, in original pixel coordinates.
+        `thorough`: when nothing is found, search again with finer scales and fewer neighbours
+        (for photos, where a few more milliseconds do not matter)."""
         cfg = self.config
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         h, w = gray.shape[:2]
@@ -60,5 +65,9 @@ class FaceDetector:
         found = self._cascade().detectMultiScale(
             small, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
             minSize=(min_side, min_side))
+        if thorough and len(found) == 0:
+            found = self._cascade().detectMultiScale(
+                small, scaleFactor=cfg.retry_scale_factor, minNeighbors=cfg.retry_min_neighbors,
+                minSize=(min_side, min_side))
         boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: -b[2] * b[3])

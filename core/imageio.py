@@ -77,7 +77,7 @@ def to_rgb(img: Image.Image) -> np.ndarray:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy: callers draw on it
 
 
 def encode_png(image_rgb: np.ndarray) -> bytes:

@@ -32,6 +32,7 @@ class TrainConfig:
     task: str = "smile"
     data: str = ""
     extra_data: list[str] = field(default_factory=list)  # more training data (e.g. FER-2013 for smile)
+    main_repeat: int = 1         # show the main dataset's training faces this many times per epoch
     arch: str = ""               # default: the task's
     width: int = 0               # 0: the architecture's default
     epochs: int = 30
@@ -90,8 +91,7 @@ class TrainConfig:
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         need(0 < self.lr <= 1.0, f"learning rate must be in (0, 1], not {self.lr}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
-        need(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-             "warm-up epochs must be fewer than epochs")
+        need(0 <= self.warmup_epochs <= 100, f"warm-up epochs must be between 0 and 100, not {self.warmup_epochs}")
         need(0 <= self.weight_decay < 1, "weight decay must be in [0, 1)")
         need(0 <= self.l2 < 1, "L2 must be in [0, 1)")
         need(0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}")
@@ -99,6 +99,7 @@ class TrainConfig:
         need(self.class_weights in CLASS_WEIGHTS, f"class weights must be one of {', '.join(CLASS_WEIGHTS)}")
         need(0 < self.val_fraction < 0.5 and 0 <= self.test_fraction < 0.5
              and self.val_fraction + self.test_fraction < 0.8, "validation/test fractions must leave training data")
+        need(1 <= self.main_repeat <= 10, "main dataset repeat must be between 1 and 10")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

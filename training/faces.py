@@ -51,7 +51,7 @@ def face_from_image(image: np.ndarray, sample_cropped: bool, mode: str, detector
     """One crop for a dataset image: the largest detected face, else the whole image."""
     box, found = None, False
     if _uses_detection(sample or Sample("", 0, "", cropped=sample_cropped), mode, image.shape):
-        boxes = detector.detect(image)
+        boxes = detector.detect(image, thorough=True)
         if boxes:
             box, found = boxes[0], True
     if box is None:

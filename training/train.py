@@ -28,13 +28,14 @@ from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, R
 
 def lr_at(epoch: int, cfg: TrainConfig) -> float:
     """Learning rate for a (0-based) epoch: linear warm-up, then the schedule."""
-    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
-        return cfg.lr * (epoch + 1) / (cfg.warmup_epochs + 1)
+    warmup = min(cfg.warmup_epochs, cfg.epochs - 1)   # a one-epoch run trains at full rate
+    if warmup and epoch < warmup:
+        return cfg.lr * (epoch + 1) / (warmup + 1)
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
         return cfg.lr * (0.1 ** (epoch // max(1, cfg.epochs // 3)))
-    t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
+    t = (epoch - warmup) / max(1, cfg.epochs - warmup)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -46,6 +47,15 @@ def class_weights(y: np.ndarray, n: int, mode: str) -> dict[int, float] | None:
     if mode == "sqrt":
         w = np.sqrt(w)
     return {i: float(v) for i, v in enumerate(w / w[np.bincount(y, minlength=n) > 0].mean())}
+
+
+def tune_threshold(probs: np.ndarray, y: np.ndarray, task) -> float:
+    """The decision threshold with the best validation accuracy (ties: closest to 0.5)."""
+    pos = task.class_names.index(task.positive_class)
+    grid = np.round(np.arange(0.2, 0.81, 0.02), 2)
+    acc = [((probs[:, pos] >= t) == (y == pos)).mean() for t in grid]
+    best = max(acc)
+    return float(min((t for t, a in zip(grid, acc) if a >= best - 1e-9), key=lambda t: abs(t - 0.5)))
 
 
 def set_precision(precision: str) -> str:
@@ -221,6 +231,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         n_params = model.count_params()
         meta.extra["n_params"] = int(n_params)
         tr, va = prep.parts["train"], prep.parts["val"]
+        if cfg.main_repeat > 1:  # main-dataset rows have index >= 0, extra-data rows < 0
+            rows = np.concatenate([np.arange(len(tr.y))] + [np.flatnonzero(tr.index >= 0)] * (cfg.main_repeat - 1))
+            tr = type(tr)(tr.x[rows], tr.y[rows], tr.index[rows])
         run.set_status(state="running", epoch=initial_epoch, message=f"training {n_params:,} parameters on "
                        f"{len(tr.y)} faces", summary=prep.summary())
         logger = RunLogger(run, cfg, prep, meta, best)
@@ -234,13 +247,17 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         stopped = run.stop_requested()
         if not run.has_model():
             raise RuntimeError("training ended before the first epoch finished: no model was saved")
+        from core.model import Classifier
+
         meta = ModelMeta.load(run.path)
+        clf = Classifier(run.path, warm_up=False)
+        if task.is_binary:
+            meta.threshold = tune_threshold(clf.predict(va.x), va.y, task)
+            meta.save(run.path)
+            clf.meta.threshold = meta.threshold
         result = {}
         te = prep.parts["test"]
         if len(te.y):
-            from core.model import Classifier
-
-            clf = Classifier(run.path, warm_up=False)
             result = evaluate_arrays(clf, te.x, te.y)
             result["split"] = "test"
             result["train_seconds"] = round(time.time() - t_start, 1)
@@ -273,9 +290,11 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     p.add_argument("--extra-data", action="append", default=[], help="more training data (repeatable)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--max-runs", type=int, default=0,
+                   help="queue: wait until fewer than this many runs in --out's folder train (0: start now)")
     p.add_argument("--arch", default="")
     p.add_argument("--width", type=int, default=0)
-    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience"):
+    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience", "main_repeat"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("lr", "weight_decay", "l2", "dropout", "label_smoothing", "val_fraction", "test_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
@@ -292,7 +311,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     aug = Augment(flip=not args.no_flip, shift=args.shift, rotate=args.rotate, zoom=args.zoom,
                   brightness_contrast=args.brightness_contrast, blur=args.blur, erasing=args.erasing,
                   mixup=args.mixup)
-    cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, arch=args.arch,
+    cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, main_repeat=args.main_repeat,
+                      arch=args.arch,
                       width=args.width, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                       lr=args.lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                       weight_decay=args.weight_decay, l2=args.l2, dropout=args.dropout,
@@ -312,6 +332,11 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     signal.signal(signal.SIGTERM, lambda *_: Run(Path(args.out)).request_stop())
+    if args.max_runs:
+        from training.queue import wait_for_slot
+
+        if not wait_for_slot(args.out, args.max_runs):
+            return 0
     try:
         result = train(cfg, args.out, resume=args.resume)
     except ConfigError as exc:
