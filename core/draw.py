@@ -43,4 +43,6 @@ def _draw_bars(image: np.ndarray, face: Face, scale: float, thick: float) -> Non
             break
         cv2.rectangle(image, (left, top + 2), (left + int(bar_w * float(p)), top + row - 2), face.task.colors[i], -1)
         cv2.rectangle(image, (left, top + 2), (left + bar_w, top + row - 2), (255, 255, 255), 1)
-        cv2.putText(image, name[:8], (left + bar_w + 4, top + row - 3), FONT, fs, (255, 255, 255), 1, cv2.LINE_AA)
+        org = (left + bar_w + 4, top + row - 3)
+        cv2.putText(image, name[:8], org, FONT, fs, (0, 0, 0), 3, cv2.LINE_AA)   # outline: readable on light
+        cv2.putText(image, name[:8], org, FONT, fs, (255, 255, 255), 1, cv2.LINE_AA)

@@ -77,10 +77,10 @@ class Pipeline:
         self.last_timing.classify_ms = (time.perf_counter() - t0) * 1000
         return [Face(tuple(int(v) for v in b), p, int(i), self.task) for b, p, i in zip(boxes, probs, idx)]
 
-    def __call__(self, image: np.ndarray) -> list[Face]:
-        """Detect and label every face of an RGB frame."""
+    def __call__(self, image: np.ndarray, thorough: bool = False) -> list[Face]:
+        """Detect and label every face of an RGB frame (`thorough`: for photos, see FaceDetector)."""
         t0 = time.perf_counter()
-        boxes = self.detector.detect(image)
+        boxes = self.detector.detect(image, thorough=thorough)
         detect_ms = (time.perf_counter() - t0) * 1000
         faces = self.classify(image, boxes)
         self.last_timing.detect_ms = detect_ms

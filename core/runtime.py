@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 _lock = threading.Lock()
@@ -15,6 +16,7 @@ def tensorflow():
         if _tf is None:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+            _import_before_tensorflow()
             import tensorflow as tf
 
             for gpu in tf.config.list_physical_devices("GPU"):
@@ -24,6 +26,17 @@ def tensorflow():
                     pass
             _tf = tf
     return _tf
+
+
+def _import_before_tensorflow() -> None:
+    """pylibsrtp (the webcam's WebRTC, via aiortc) crashes the process (SIGSEGV) when it is first
+    imported after TensorFlow; imported first, both work. It is absent from CLI-only installs."""
+    if "tensorflow" in sys.modules:   # too late (keras imported it): importing pylibsrtp now would crash
+        return
+    try:
+        import pylibsrtp  # noqa: F401
+    except ImportError:
+        pass
 
 
 def gpu_count() -> int:

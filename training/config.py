@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from core.tasks import TASKS, get_task
 
@@ -32,6 +33,7 @@ class TrainConfig:
     task: str = "smile"
     data: str = ""
     extra_data: list[str] = field(default_factory=list)  # more training data (e.g. FER-2013 for smile)
+    init: str = ""               # start from this model folder's weights (fine-tuning)
     main_repeat: int = 1         # show the main dataset's training faces this many times per epoch
     arch: str = ""               # default: the task's
     width: int = 0               # 0: the architecture's default
@@ -84,8 +86,10 @@ class TrainConfig:
 
         need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not '{self.task}'")
         need(bool(self.data), "a dataset path is required")
-        need(self.resolved_arch() in ARCHITECTURES,
-             f"architecture must be one of {', '.join(ARCHITECTURES)}, not '{self.arch}'")
+        from training.baselines import BASELINES
+
+        known = (*ARCHITECTURES, *BASELINES)
+        need(self.resolved_arch() in known, f"architecture must be one of {', '.join(known)}, not '{self.arch}'")
         need(1 <= self.epochs <= 1000, f"epochs must be between 1 and 1000, not {self.epochs}")
         need(1 <= self.batch_size <= 4096, f"batch size must be between 1 and 4096, not {self.batch_size}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
@@ -99,6 +103,8 @@ class TrainConfig:
         need(self.class_weights in CLASS_WEIGHTS, f"class weights must be one of {', '.join(CLASS_WEIGHTS)}")
         need(0 < self.val_fraction < 0.5 and 0 <= self.test_fraction < 0.5
              and self.val_fraction + self.test_fraction < 0.8, "validation/test fractions must leave training data")
+        need(not self.init or (Path(self.init) / "model.keras").is_file(),
+             f"--init {self.init}: no model.keras there to start from")
         need(1 <= self.main_repeat <= 10, "main dataset repeat must be between 1 and 10")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")

@@ -34,27 +34,35 @@ def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: fl
 def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: str = "auto",
                      limit: int = 0) -> dict:
     """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set."""
-    from training.data import load_faces
+    from dataclasses import replace
+
+    from core.detect import DetectorConfig
+    from training.datasets import load_dataset
+    from training.faces import extract_faces
     from training.split import SplitConfig, assign_splits, test_mask
 
+    meta = ModelMeta.load(Path(model))
+    ds = load_dataset(data, meta.validate())   # model and dataset errors come before TensorFlow loads
     clf = Classifier(model)
-    ds, fc = load_faces(data, clf.task, clf.preprocess, faces)
     if ds.name in ("folders",):
         mask = np.ones(len(ds.samples), bool)
         split = "all"
     else:
-        s = ModelMeta.load(Path(model)).extra.get("split", {})
+        s = meta.extra.get("split", {})
         splits = assign_splits(ds, SplitConfig(**s) if s else SplitConfig())
         mask = test_mask(splits, split)
-    mask &= fc.readable
     idx = np.flatnonzero(mask)
     if limit and len(idx) > limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
-    if len(idx) == 0:
+    # faces only for the chosen samples: a --limit run reads and detects just those images
+    part = replace(ds, samples=[ds.samples[i] for i in idx])
+    fc = extract_faces(part, clf.preprocess, faces, DetectorConfig())
+    ok = np.flatnonzero(fc.readable)
+    if len(ok) == 0:
         raise ValueError(f"no readable images in split '{split}' of {data}")
-    out = evaluate_arrays(clf, fc.x[idx], ds.labels[idx])
+    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok])
     out.update(model=str(model), data=str(data), dataset=ds.name, split=split, faces=faces,
-               n_faces_found=int(fc.found[idx].sum()), n_unreadable=int((~fc.readable).sum()),
+               n_faces_found=int(fc.found[ok].sum()), n_unreadable=int((~fc.readable).sum()),
                skipped_classes=ds.skipped)
     return out
 

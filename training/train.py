@@ -22,6 +22,7 @@ import numpy as np
 from core.fileio import append_jsonl, write_json_atomic
 from core.model import META_FILE, MODEL_FILE, ModelMeta
 from core.runtime import tensorflow
+from training.baselines import BASELINES, train_baseline
 from training.config import Augment, ConfigError, TrainConfig
 from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, Run
 
@@ -56,6 +57,20 @@ def tune_threshold(probs: np.ndarray, y: np.ndarray, task) -> float:
     acc = [((probs[:, pos] >= t) == (y == pos)).mean() for t in grid]
     best = max(acc)
     return float(min((t for t, a in zip(grid, acc) if a >= best - 1e-9), key=lambda t: abs(t - 0.5)))
+
+
+def load_init_weights(model, folder: str) -> None:
+    """Copy weights from another model of the same architecture (classes may differ: the head is
+    copied only when its shape matches)."""
+    import keras
+
+    source = keras.saving.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)
+    if len(source.layers) != len(model.layers):
+        raise ConfigError(f"--init {folder}: a different architecture ({source.name}) than this run's ({model.name})")
+    for src, dst in zip(source.layers, model.layers):
+        weights = src.get_weights()
+        if [w.shape for w in weights] == [w.shape for w in dst.get_weights()]:
+            dst.set_weights(weights)
 
 
 def set_precision(precision: str) -> str:
@@ -185,7 +200,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
     from training.evaluate import evaluate_arrays
     from training.split import SplitConfig
 
-    cfg.validate()
     run = Run(Path(out))
     run.path.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -194,6 +208,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         cfg = TrainConfig.from_dict(json.loads(run.file(CONFIG).read_text())["config"])
     elif run.file(CHECKPOINT).is_file() or run.file(METRICS).is_file():
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another folder")
+    cfg.validate()   # after a resume has read the run's own settings
     run.file("STOP").unlink(missing_ok=True)
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
     if not resume:
@@ -210,6 +225,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         pp = task_preprocess(task)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
             raise ConfigError("the dataset is too small to split into training and validation sets")
+        if cfg.resolved_arch() in BASELINES:
+            result = train_baseline(cfg.resolved_arch(), prep, run, cfg.seed)
+            run.set_status(state="finished", message="finished", test_accuracy=result.get("accuracy"), pid=None)
+            return result
         meta = ModelMeta(task=task.name, class_names=list(task.class_names), preprocess=pp.to_dict(),
                          arch=cfg.resolved_arch(), tta_flip=cfg.tta_flip, command=command,
                          created=dt.datetime.now().isoformat(timespec="seconds"),
@@ -224,6 +243,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             else:
                 model = build_model(cfg.resolved_arch(), pp.input_shape, task.n_classes,
                                     cfg.width or None, cfg.dropout, cfg.l2)
+                if cfg.init:
+                    load_init_weights(model, cfg.init)
                 model.compile(optimizer=make_optimizer(cfg),
                               loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                               metrics=["accuracy"])
@@ -294,6 +315,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                    help="queue: wait until fewer than this many runs in --out's folder train (0: start now)")
     p.add_argument("--arch", default="")
     p.add_argument("--width", type=int, default=0)
+    p.add_argument("--init", default="", help="start from this model folder's weights (fine-tuning)")
     for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience", "main_repeat"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("lr", "weight_decay", "l2", "dropout", "label_smoothing", "val_fraction", "test_fraction"):
@@ -311,7 +333,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     aug = Augment(flip=not args.no_flip, shift=args.shift, rotate=args.rotate, zoom=args.zoom,
                   brightness_contrast=args.brightness_contrast, blur=args.blur, erasing=args.erasing,
                   mixup=args.mixup)
-    cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, main_repeat=args.main_repeat,
+    cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, main_repeat=args.main_repeat, init=args.init,
                       arch=args.arch,
                       width=args.width, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                       lr=args.lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,

@@ -1,0 +1,46 @@
+"""Grin: smile and facial-expression recognition in the browser. Run: streamlit run app.py"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+
+# (file, title, icon, url path); pages written later appear once their file exists.
+SECTIONS = {
+    "Try": [("pages/home.py", "Home", ":material/sentiment_satisfied:", "home"),
+            ("pages/webcam.py", "Webcam", ":material/videocam:", "webcam"),
+            ("pages/upload.py", "Upload", ":material/upload:", "upload")],
+    "Build": [("pages/explorer.py", "Dataset explorer", ":material/dataset:", "explorer"),
+              ("pages/training.py", "Training", ":material/model_training:", "training"),
+              ("pages/models.py", "Models", ":material/inventory_2:", "models")],
+}
+
+
+def _warm_up() -> None:
+    """Import TensorFlow and Keras (seconds) while the user reads the first page."""
+    import time
+
+    from core.runtime import tensorflow
+
+    time.sleep(0.5)  # let the first page reach the browser before the import competes for the CPU
+    tensorflow()
+    import keras  # noqa: F401
+
+
+@st.cache_resource(show_spinner=False)
+def start_warm_up() -> threading.Thread:
+    thread = threading.Thread(target=_warm_up, name="grin-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+st.set_page_config(page_title="Grin", page_icon=":material/sentiment_satisfied:", layout="wide")
+pages = {section: [st.Page(file, title=title, icon=icon, url_path=url, default=(url == "home"))
+                   for file, title, icon, url in entries if (ROOT / file).is_file()]
+         for section, entries in SECTIONS.items()}
+current = st.navigation({s: p for s, p in pages.items() if p})
+current.run()
+start_warm_up()  # after the page: its content is already on its way to the browser

@@ -1,0 +1,240 @@
+"""Load test on this machine: two browser webcam sessions and one training run on one Grin server.
+
+  python -m bench.load_test [--json bench/results/load_test.json] [--window 20] [--epochs 4]
+
+A real `streamlit run app.py` (localhost only), a real headless Chromium with two separate sessions
+whose fake camera plays ../shared/media/smile_video.mp4, and a training run started through
+training.launcher (queued, lowered CPU priority) as the Training page starts it. Measured per
+session from its own webcam page: processed frames per second (frames counted over the window) and
+the frame callback's latency (median and p95 of the last frames), first with the two sessions alone,
+then while the run trains; then whether the run finished, how long it took, and its threads' nice
+value. Every loop here is bounded in time; nothing leaves 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO / "tests" / "browser"))   # the browser-test harness pieces
+sys.path.insert(0, str(REPO / "tests"))
+
+from server import CHROMIUM, chromium_args, start_server, stop_server  # noqa: E402
+
+
+@dataclass
+class Sample:
+    t: float
+    frames: int
+    fps_shown: float
+    latency_ms: float
+    latency_p95_ms: float
+
+
+def _metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(has_text=label)
+    return box.locator('[data-testid="stMetricValue"]').inner_text(timeout=10_000)
+
+
+def sample(page) -> Sample:
+    """This session's own figures, as its webcam page shows them."""
+    lat = [float(v) for v in re.findall(r"[\d.]+", _metric(page, "Latency"))]
+    return Sample(time.time(), int(_metric(page, "Frames processed")), float(_metric(page, "Frames per second")),
+                  lat[0] if lat else 0.0, lat[1] if len(lat) > 1 else 0.0)
+
+
+def start_camera(page, open_page: bool = True) -> None:
+    """Open the webcam page (unless it is open) and press START; wait for annotated video."""
+    from ui import goto_page
+
+    if open_page:
+        goto_page(page, "webcam")
+    frame = page.frame_locator('iframe[title*="webrtc"]')
+    frame.get_by_role("button", name=re.compile("^start$", re.I)).click()
+    video = frame.locator("video")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if video.count() and video.first.evaluate("v => v.videoWidth > 0 && v.currentTime > 0.5"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError("no annotated video came back within 60 s")
+
+
+def streaming(page) -> bool:
+    """False once the webcam component is back to its START button (its stream ended)."""
+    frame = page.frame_locator('iframe[title*="webrtc"]')
+    return frame.get_by_role("button", name=re.compile("^start$", re.I)).count() == 0
+
+
+def log_frames(log: Path, t0: float, t1: float) -> int:
+    """Frames the server processed between t0 and t1, all sessions together (GRIN_WEBCAM_LOG lines)."""
+    n = 0
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            n += t0 <= json.loads(line)["t"] <= t1
+        except (json.JSONDecodeError, KeyError):
+            continue
+    return n
+
+
+def processed(rows: list[Sample]) -> int:
+    """Frames a session processed over its samples (its counter restarts from 0 with a new stream)."""
+    return sum(b.frames - a.frames if b.frames >= a.frames else b.frames for a, b in zip(rows, rows[1:]))
+
+
+def summarize(samples: list[list[Sample]], drops: list[list], log: Path) -> dict:
+    """Per session over the window: processed frames per second (its page's frame counter) and the
+    frame callback's latency as its page shows it (median and p95 of its last 90 frames), with the
+    times its stream ended and was restarted; and all frames the server logged, as a cross-check."""
+    t0, t1 = min(s[0].t for s in samples), max(s[-1].t for s in samples)
+    out = []
+    for rows, lost in zip(samples, drops):
+        out.append({"seconds": round(t1 - t0, 1), "frames": processed(rows),
+                    "processed_fps": round(processed(rows) / (t1 - t0), 2),
+                    "fps_shown_mean": round(sum(s.fps_shown for s in rows) / len(rows), 2),
+                    "latency_median_ms": round(sorted(s.latency_ms for s in rows)[len(rows) // 2], 1),
+                    "latency_p95_ms_max": round(max(s.latency_p95_ms for s in rows), 1),
+                    "stream_ended_at_s": [round(t - t0, 1) if isinstance(t, float) else t for t in lost]})
+    return {"sessions": out, "server_logged_fps_all_sessions": round(log_frames(log, t0, t1) / (t1 - t0), 2)}
+
+
+def busiest_processes(n: int = 6) -> list[str]:
+    """What else was using the CPU (the figures depend on it)."""
+    out = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True, text=True).stdout
+    return [line.strip()[:120] for line in out.splitlines()[1:n + 1]]
+
+
+def watch(pages, seconds: float, until=None, every: float = 2.0) -> tuple[list[list[Sample]], list[list]]:
+    """Samples of every session, `every` seconds apart, for `seconds` (or until `until()` is true).
+    A session whose stream ended is noted and restarted (pressing START, as a person would)."""
+    out = [[sample(p)] for p in pages]
+    drops: list[list] = [[] for _ in pages]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not (until and until()):
+        for p, rows, lost in zip(pages, out, drops):
+            p.wait_for_timeout(every * 1000 / len(pages))
+            if not streaming(p):
+                lost.append(time.time())
+                try:
+                    start_camera(p, open_page=False)
+                except Exception as exc:  # noted; the session then counts no frames until it streams again
+                    lost.append(f"restart failed: {type(exc).__name__}")
+            rows.append(sample(p))
+    return out, drops
+
+
+def thread_nice(pid: int) -> list[int]:
+    """The nice value of every thread of a process (field 19 of /proc/PID/task/TID/stat)."""
+    values = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            values.append(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+        except (OSError, IndexError, ValueError):
+            pass
+    return sorted(set(values))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.load_test", description=__doc__.splitlines()[0])
+    p.add_argument("--json", default=str(REPO / "bench" / "results" / "load_test.json"))
+    p.add_argument("--window", type=float, default=30.0, help="seconds of measurement with the two sessions alone")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--per-class", type=int, default=300, help="training images per class")
+    p.add_argument("--train-timeout", type=float, default=600.0)
+    args = p.parse_args(argv)
+    video = SHARED / "media" / "smile_video.mp4"
+    if not video.is_file() or not Path(CHROMIUM).is_file():
+        print(f"error: needs {video} (the fake camera) and {CHROMIUM}", file=sys.stderr)
+        return 2
+
+    from playwright.sync_api import sync_playwright
+
+    from core.fileio import write_json_atomic
+    from fake_camera import write_fake_camera
+    from tiny_dataset import make_class_folders
+    from training import launcher
+    from training.config import TrainConfig
+    from training.runs import Run
+
+    tmp = Path(tempfile.mkdtemp(prefix="grin-load-"))
+    runs = tmp / "runs"
+    runs.mkdir()
+    log = tmp / "webcam.jsonl"
+    env = dict(os.environ, GRIN_ICE="none", GRIN_RUNS=str(runs), GRIN_HUB_DIR=str(tmp / "hub"),
+               GRIN_CACHE=str(tmp / "cache"), GRIN_WEBCAM_LOG=str(log), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    os.environ.update({k: env[k] for k in ("GRIN_RUNS", "GRIN_CACHE")})   # the launcher's child inherits these
+    camera = write_fake_camera(video, tmp / "camera.y4m")
+    data = make_class_folders(tmp / "data", per_class=args.per_class)
+    result: dict = {"machine": {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()},
+                    "settings": vars(args)}
+    server, url = start_server(env, tmp / "streamlit.log", timeout_s=90)
+    run = None
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                *chromium_args(camera.path), "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"])
+            pages = []
+            for _ in range(2):   # two contexts: two independent Streamlit sessions
+                ctx = browser.new_context(base_url=url, viewport={"width": 1300, "height": 900},
+                                          permissions=["camera"])
+                ctx.set_default_timeout(90_000)
+                pages.append(ctx.new_page())
+            for page in pages:
+                start_camera(page)
+            pages[0].wait_for_timeout(5000)   # let both streams settle
+            result["two_sessions"] = summarize(*watch(pages, args.window), log)
+
+            cfg = TrainConfig(task="smile", data=str(data), epochs=args.epochs, arch="compact",
+                              faces="cropped", batch_size=32, precision="auto")
+            t0 = time.monotonic()
+            run = launcher.start(cfg, root=runs, name="load-test")
+            deadline = time.monotonic() + args.train_timeout
+
+            def state() -> str:
+                return Run(run.path).status().get("state", "")
+
+            while state() not in ("running", "finished", "failed", "stopped") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            pid = Run(run.path).status().get("pid")
+            nice = thread_nice(int(pid)) if pid else []
+            during, drops = watch(pages, args.train_timeout, until=lambda: state() != "running")
+            result["two_sessions_while_training"] = summarize(during, drops, log)
+            result["machine"]["busiest_processes_while_training"] = busiest_processes()
+            while state() in ("queued", "preparing", "running") and time.monotonic() < deadline:
+                time.sleep(1)
+            status = Run(run.path).status()
+            metrics = Run(run.path).metrics()
+            result["training"] = {
+                "state": status.get("state"), "message": status.get("message"),
+                "wall_seconds": round(time.monotonic() - t0, 1),
+                "epochs_done": metrics[-1]["epoch"] if metrics else 0, "epochs": args.epochs,
+                "epoch_seconds": [m.get("time") for m in metrics],
+                "test_accuracy": Run(run.path).evaluation().get("accuracy"),
+                "train_images": 2 * args.per_class, "thread_nice_values": nice,
+            }
+            result["sessions_streaming_at_the_end"] = [streaming(p) for p in pages]
+            browser.close()
+    finally:
+        if run is not None and Run(run.path).status().get("state") in launcher.ACTIVE_STATES:
+            launcher.stop(run)
+        stop_server(server)
+    result["machine"]["load_average_after"] = os.getloadavg()
+    result["server_log_tracebacks"] = (tmp / "streamlit.log").read_text().count("Traceback")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.json, result)
+    print(json.dumps(result, indent=2))
+    return 0 if result["training"]["state"] == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Label the faces in image files:
+`python -m core.predict <image files...> [--model models/smile] [--task smile|expression] [--json]
+[--threshold T] [--annotate OUTDIR]`.
+
+Exit status: 0 when every file was read (with or without faces), 1 when any file could not be
+read (each gets its own error line; the others are still processed), 2 for a bad model or option.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.detect import FaceDetector
+from core.imageio import ImageError, encode_png, load_image
+from core.model import Classifier, ModelError, ModelMeta
+from core.pipeline import Face, Pipeline
+from core.registry import models_root
+from core.tasks import TASKS
+
+
+@dataclass
+class ImageResult:
+    file: str
+    width: int = 0
+    height: int = 0
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+    annotated: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "width": self.width, "height": self.height,
+                "faces": [f.as_row() for f in self.faces], "error": self.error, "annotated": self.annotated}
+
+
+def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None) -> ImageResult:
+    """Faces of one image file; a file that cannot be read gives a result with `error` set."""
+    result = ImageResult(path)
+    try:
+        image = load_image(path, name=path)
+    except ImageError as exc:
+        result.error = str(exc)
+        return result
+    result.height, result.width = image.shape[:2]
+    result.faces = pipeline(image)
+    if annotate is not None:
+        from core.draw import draw_faces
+
+        out = _free_name(annotate, Path(path).stem)
+        out.write_bytes(encode_png(draw_faces(image, result.faces)))
+        result.annotated = str(out)
+    return result
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    """folder/stem.png, or stem-2.png, stem-3.png... if taken (inputs from several folders)."""
+    out, k = folder / f"{stem}.png", 1
+    while out.exists():
+        k += 1
+        out = folder / f"{stem}-{k}.png"
+    return out
+
+
+def format_table(result: ImageResult) -> str:
+    """Human-readable lines for one image."""
+    if result.error:
+        return f"{result.file}: error: {result.error}"
+    head = f"{result.file} ({result.width}x{result.height}): "
+    if not result.faces:
+        return head + "no face found"
+    lines = [head + f"{len(result.faces)} face{'s' if len(result.faces) > 1 else ''}"]
+    lines.append(f"  {'#':>2}  {'x':>5} {'y':>5} {'w':>5} {'h':>5}  {'label':<10} {'prob':>6}  all classes")
+    for i, f in enumerate(result.faces, 1):
+        x, y, w, h = f.box
+        probs = " ".join(f"{n}={p:.2f}" for n, p in zip(f.task.display_names, f.probs))
+        lines.append(f"  {i:>2}  {x:>5} {y:>5} {w:>5} {h:>5}  {f.label:<10} {f.score:>6.1%}  {probs}")
+    if result.annotated:
+        lines.append(f"  annotated: {result.annotated}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.splitlines()[0])
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, WebP...)")
+    p.add_argument("--model", help="model folder (default: models/<task>)")
+    p.add_argument("--task", choices=sorted(TASKS), help="task (default: the model's, else smile)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--threshold", type=float, help="smile probability above which a face smiles "
+                   "(binary tasks; default: the model's own)")
+    p.add_argument("--annotate", metavar="OUTDIR", help="also write each image with boxes and labels here")
+    return p.parse_args(argv)
+
+
+def load_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The pipeline the options ask for; ModelError with the reason otherwise (checked before
+    TensorFlow loads, so mistakes are reported at once)."""
+    folder = Path(args.model) if args.model else models_root() / (args.task or "smile")
+    task = ModelMeta.load(folder).validate()
+    if args.task and task.name != args.task:
+        raise ModelError(f"{folder} is a '{task.name}' model, not a '{args.task}' model")
+    if args.threshold is not None:
+        if not task.is_binary:
+            raise ModelError(f"--threshold applies to binary tasks; '{task.name}' picks the likeliest class")
+        if not 0.0 <= args.threshold <= 1.0:
+            raise ModelError(f"--threshold must be between 0 and 1, not {args.threshold}")
+    return Pipeline(Classifier(folder, warm_up=False), FaceDetector(), args.threshold)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    annotate = None
+    if args.annotate:
+        annotate = Path(args.annotate)
+        try:
+            annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"error: cannot create {annotate}: {exc.strerror}", file=sys.stderr)
+            return 2
+    try:
+        pipeline = load_pipeline(args)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = []
+    for path in args.images:
+        r = predict_file(pipeline, path, annotate)
+        results.append(r)
+        if r.error:
+            print(f"error: {r.error}", file=sys.stderr, flush=True)
+        elif not args.json:
+            print(format_table(r), flush=True)
+    if args.json:
+        clf = pipeline.classifier
+        print(json.dumps({"model": str(clf.folder), "task": clf.task.name,
+                          "threshold": args.threshold if args.threshold is not None else clf.meta.threshold,
+                          "images": [r.as_dict() for r in results]}, indent=2))
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Shared UI for every page: the sidebar (task, model, threshold), cached models, small display helpers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core.detect import DetectorConfig, FaceDetector
+from core.model import Classifier, ModelError
+from core.pipeline import Pipeline
+from core.registry import default_model, list_models
+from core.tasks import TASKS, Task, get_task
+
+
+def _leave_legacy_pages_mode() -> None:
+    """Streamlit also reads pages/ as a legacy pages folder until app.py's st.navigation has run once in
+    the server; a first visit straight to /webcam (say) would run that page alone, with a wrong menu.
+    Switch the legacy mode off and rerun, so app.py builds the navigation."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar picked: a task, one of its models (None if it has none) and a decision threshold."""
+
+    task: Task
+    model_path: Path | None
+    threshold: float | None          # binary tasks only; None: the model decides (argmax)
+
+    @property
+    def model_key(self) -> tuple[str, float]:
+        """(path, modification time): changes when the model file is replaced, so caches reload it."""
+        return (str(self.model_path), model_mtime(self.model_path)) if self.model_path else ("", 0.0)
+
+
+def model_mtime(path: Path) -> float:
+    try:
+        return (Path(path) / "model.keras").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def remember(key: str, default, options: list | None = None) -> str:
+    """The widget key for a setting that survives pages that do not show its widget (Streamlit drops
+    the state of widgets it does not render). Give the returned key to the widget, with no default."""
+    store, widget = f"grin.{key}", f"grin.widget.{key}"
+    if store not in st.session_state or (options is not None and st.session_state[store] not in options):
+        st.session_state[store] = default
+    st.session_state[widget] = st.session_state[store]
+    return widget
+
+
+def _keep(key: str) -> None:
+    st.session_state[f"grin.{key}"] = st.session_state[f"grin.widget.{key}"]
+
+
+def choose_model(task: str, path: Path) -> None:
+    """Make the sidebar pick this model for `task` from the next run on (e.g. a run just made the default)."""
+    st.session_state[f"grin.model.{task}"] = str(Path(path).resolve())
+
+
+def sidebar() -> Selection:
+    """Render the sidebar pickers and return the selection (the same on every page)."""
+    with st.sidebar:
+        names = list(TASKS)
+        task = get_task(st.radio("Task", names, format_func=lambda n: TASKS[n].title, horizontal=True,
+                                 key=remember("task", names[0], names), on_change=_keep, args=("task",)))
+        entries = {str(e.path.resolve()): e for e in list_models(task.name)}
+        if not entries:
+            st.warning(f"No {task.title.lower()} model yet: train one on the Training page.")
+            return Selection(task, None, None)
+        default = str(default_model(task.name).resolve())
+        key = f"model.{task.name}"
+        path = st.selectbox("Model", list(entries), format_func=lambda p: entries[p].label,
+                            key=remember(key, default if default in entries else next(iter(entries)), list(entries)),
+                            on_change=_keep, args=(key,))
+        meta = entries[path].meta
+        threshold = None
+        if task.is_binary:
+            key = f"threshold.{path}"
+            threshold = st.slider(f"Decision threshold ({task.display_names[task.class_index(task.positive_class)]})",
+                                  0.05, 0.95, step=0.01, key=remember(key, float(meta.threshold)),
+                                  on_change=_keep, args=(key,),
+                                  help=f"A face is '{task.positive_class}' when its probability reaches this. "
+                                       f"The model's own choice is {meta.threshold:.2f}.")
+        if meta.arch or meta.metrics:
+            acc = meta.metrics.get("test_accuracy")
+            st.caption(f"{meta.arch or 'model'}" + (f" · test accuracy {acc:.1%}" if acc is not None else ""))
+    return Selection(task, Path(path), threshold)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
+def load_classifier(path: str, mtime: float) -> Classifier:
+    """One loaded model per (folder, file time), shared by all sessions."""
+    return Classifier(path)
+
+
+@st.cache_resource(show_spinner=False)
+def get_detector(config: DetectorConfig = DetectorConfig()) -> FaceDetector:
+    return FaceDetector(config)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _pipeline(path: str, mtime: float, threshold: float | None, detector: DetectorConfig) -> Pipeline:
+    return Pipeline(load_classifier(path, mtime), get_detector(detector), threshold)
+
+
+def get_pipeline(selection: Selection, detector: DetectorConfig = DetectorConfig()) -> Pipeline:
+    """The pipeline for the sidebar's selection; stops the page with a clear message if there is none."""
+    if selection.model_path is None:
+        st.info(f"Grin needs a {selection.task.title.lower()} model first: train one on the Training page, "
+                "or pick another task in the sidebar.")
+        st.stop()
+    try:
+        return _pipeline(*selection.model_key, selection.threshold, detector)
+    except ModelError as exc:
+        show_error(f"The model cannot be used: {exc}")
+        st.stop()
+
+
+def show_error(message: str | Exception) -> None:
+    """A clear, short error for bad input (not a traceback)."""
+    st.error(str(message), icon=":material/error:")
+
+
+def confusion_figure(cm, class_names, title: str = "", normalize: bool = True):
+    """A plotly heat map of a confusion matrix (rows: true class, columns: predicted)."""
+    import plotly.graph_objects as go
+
+    cm = np.asarray(cm, dtype=float)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    text = [[f"{int(n)}<br>{s:.0%}" if normalize else f"{int(n)}" for n, s in zip(r1, r2)] for r1, r2 in zip(cm, shown)]
+    fig = go.Figure(go.Heatmap(z=shown, x=list(class_names), y=list(class_names), text=text,
+                               texttemplate="%{text}", colorscale="Blues", showscale=False,
+                               hovertemplate="true %{y}<br>predicted %{x}<extra></extra>"))
+    fig.update_layout(title=title or None, xaxis_title="predicted", yaxis_title="true",
+                      yaxis_autorange="reversed", margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=360)
+    return fig

@@ -1,0 +1,104 @@
+"""Browser-test harness: one real streamlit server per session, a real headless Chromium with a fake
+camera made from ../shared/media/smile_video.mp4, and a fresh page per test.
+
+Fixtures: `streamlit_server` (base URL), `app_server` (URL, log and folders), `fake_camera`
+(FakeCamera or None), `browser`, `page`, `screenshot(page, name)`.
+Helpers for tests: `from ui import goto_page, assert_no_exception, sidebar_select, wait_for_app,
+start_webcam`; `server.py` starts and stops the app for other scripts (benchmarks).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fake_camera import FakeCamera, write_fake_camera  # noqa: E402
+from server import CHROMIUM, chromium_args, start_server, stop_server  # noqa: E402
+from ui import assert_no_exception, goto_page, save_screenshot  # noqa: E402,F401
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+SMILE_VIDEO = SHARED / "media" / "smile_video.mp4"
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@dataclass(frozen=True)
+class AppServer:
+    url: str
+    pid: int
+    log: Path            # the server's stdout and stderr
+    webcam_log: Path     # JSON lines the webcam page writes (GRIN_WEBCAM_LOG)
+    runs: Path           # GRIN_RUNS: training runs of this test session
+    started_s: float     # seconds from launch to a healthy server
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> AppServer:
+    """`streamlit run app.py` on a free port, headless, no file watcher, runs in a temporary folder."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    tmp = tmp_path_factory.mktemp("server")
+    (tmp / "runs").mkdir()
+    env = dict(os.environ, GRIN_ICE="none", GRIN_RUNS=str(tmp / "runs"), GRIN_HUB_DIR=str(tmp / "hub"),
+               GRIN_WEBCAM_LOG=str(tmp / "webcam.jsonl"), PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc, url = start_server(env, tmp / "streamlit.log")
+    try:
+        yield AppServer(url, proc.pid, tmp / "streamlit.log", tmp / "webcam.jsonl", tmp / "runs",
+                        time.monotonic() - t0)
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(app_server) -> str:
+    """Base URL of the running app, e.g. http://127.0.0.1:8765."""
+    return app_server.url
+
+
+@pytest.fixture(scope="session")
+def fake_camera(tmp_path_factory) -> FakeCamera | None:
+    """The looping y4m the browser's camera plays, or None without ../shared/media/smile_video.mp4."""
+    if not SMILE_VIDEO.is_file():
+        return None
+    return write_fake_camera(SMILE_VIDEO, tmp_path_factory.mktemp("camera") / "smile.y4m")
+
+
+@pytest.fixture(scope="session")
+def browser(fake_camera):
+    """Headless Debian Chromium driven by Playwright (camera and microphone allowed, fake devices)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_camera and fake_camera.path))
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, streamlit_server):
+    """A fresh page (own context, so its own Streamlit session) with the app's URL as base URL."""
+    context = browser.new_context(base_url=streamlit_server, viewport={"width": 1400, "height": 1000},
+                                  permissions=["camera", "microphone"], accept_downloads=True)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def screenshot():
+    """screenshot(page, name): save tests/screenshots/<name>.png (shown in the README)."""
+    return save_screenshot

@@ -1,0 +1,95 @@
+"""The webcam page in a real browser: Chromium's fake camera plays smile_video.mp4 (neutral, then
+smiling, looping); frames go over WebRTC to the server, come back annotated, and the labels follow
+the face: "no smile" during the neutral part, "smile" during the smiling part."""
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ui import assert_no_exception, goto_page, metric, start_webcam, stop_webcam
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+LOOPS = 1.5           # watch the camera this many loops (neutral + smile) after the first labels
+
+
+def read_log(path: Path, since: float) -> list[dict]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row["t"] >= since:
+                rows.append(row)
+    return rows
+
+
+def best_phase(times: np.ndarray, labels: list[str], camera) -> tuple[float, float]:
+    """The loop offset that best explains the labels, and the fraction of labels it explains.
+    The camera loops from an unknown moment, so every offset (0.05 s apart) is tried."""
+    best = (0.0, 0.0)
+    for offset in np.arange(0.0, camera.period_s, 0.05):
+        agree = np.mean([camera.expected(t - offset) == lab for t, lab in zip(times, labels)])
+        best = max(best, (float(agree), float(offset)))
+    return best[1], best[0]
+
+
+def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot):
+    if fake_camera is None:
+        pytest.skip("../shared/media/smile_video.mp4 is absent: no fake camera to play")
+    goto_page(page, "webcam")
+    assert_no_exception(page)
+    since = time.time()
+    start_webcam(page)          # annotated frames come back: the <video> in the component plays
+
+    # watch the camera for LOOPS loops of its own time (frames the server is too busy for are dropped)
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
+        clock = [r["t"] if r.get("source_t") is None else r["source_t"] for r in rows]
+        if rows and clock[-1] - clock[0] >= LOOPS * fake_camera.period_s:
+            break
+        time.sleep(1.0)
+    page.wait_for_timeout(1200)                       # let the live panel refresh
+    frames_shown = int(metric(page, "Frames processed"))
+    fps_shown = float(metric(page, "Frames per second"))
+    latency_shown = metric(page, "Latency")
+    label_text = page.locator(".st-key-webcam-label").inner_text()
+    screenshot(page, "webcam-live")
+    assert_no_exception(page)
+    stop_webcam(page)
+
+    rows = read_log(app_server.webcam_log, since)
+    assert rows, "the page wrote no label record"
+    with_face = [r for r in rows if r["labels"]]
+    assert len(with_face) >= 0.9 * len(rows), f"a face in only {len(with_face)} of {len(rows)} frames"
+    # capture times (from the frames' RTP timestamps) place each label in the camera's loop exactly;
+    # arrival times would add the varying delay of the network and the server queue
+    clock = "source_t" if all(r.get("source_t") is not None for r in with_face) else "t"
+    times = np.array([r[clock] for r in with_face])
+    labels = [r["labels"][0] for r in with_face]
+    span = float(times[-1] - times[0])
+    fps = (len(rows) - 1) / (rows[-1]["t"] - rows[0]["t"])
+    median, p95 = (float(v) for v in re.findall(r"\d+", latency_shown)[:2])
+    stats = {"frames": len(rows), "seconds": round(span, 1), "fps": round(fps, 1),
+             "page_fps": fps_shown, "latency_ms_median": median, "latency_ms_p95": p95,
+             "smile_fraction": round(labels.count("smile") / len(labels), 3)}
+    offset, agree = best_phase(times, labels, fake_camera)
+    stats.update(clock=clock, phase_offset_s=round(offset, 2), agreement=round(agree, 3))
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "webcam_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    print(f"\nwebcam: {stats}")
+
+    assert frames_shown > 0, "the page's live stats show the frames processed"
+    assert re.search(r"smile", label_text), f"the page shows no label: {label_text!r}"
+    assert span >= 1.2 * fake_camera.period_s, f"only {span:.1f} s of labels"
+    assert fps >= 1, f"only {fps:.1f} frames per second processed"
+    assert {"smile", "no smile"} <= set(labels), f"labels seen: {set(labels)}"
+    # the labels must follow the camera's neutral / smiling parts (0.5 would be chance)
+    assert agree >= 0.8, f"labels agree with the neutral/smiling parts in only {agree:.0%} of frames"

@@ -1,0 +1,132 @@
+"""The command lines as a user runs them (real processes): predict, evaluate, bench."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tiny_dataset import SHARED, make_class_folders
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = SHARED / "media"
+HAPPY = MEDIA / "expressions" / "happy.jpg"
+needs_media = pytest.mark.skipif(not HAPPY.is_file(), reason=f"{MEDIA} is absent (shared media live beside the repo)")
+EXPRESSIONS = {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    corrupt = d / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    blank = d / "blank.png"
+    Image.new("RGB", (320, 240), (200, 200, 200)).save(blank)
+    return {"corrupt": corrupt, "blank": blank}
+
+
+@needs_media
+def test_predict_json_on_a_real_face_and_a_corrupt_file(bad_files):
+    proc = cli("core.predict", str(HAPPY), str(bad_files["corrupt"]), "--json")
+    assert proc.returncode == 1, proc.stderr            # one file failed
+    assert f"error: {bad_files['corrupt']}: " in proc.stderr
+    out = json.loads(proc.stdout)                       # stdout stays pure JSON
+    assert out["task"] == "smile" and Path(out["model"]).name == "smile"
+    happy, corrupt = out["images"]
+    assert happy["error"] is None and happy["width"] == 500 and happy["height"] == 282
+    (face,) = happy["faces"]
+    assert face["label"] in ("smile", "no smile")
+    assert abs(face["p_smile"] + face["p_non_smile"] - 1) < 1e-3
+    assert 0 <= face["x"] < 500 and face["width"] > 50
+    assert corrupt["faces"] == [] and corrupt["error"].startswith(f"{bad_files['corrupt']}: ")
+
+
+@needs_media
+def test_predict_table_no_face_and_annotation(bad_files, tmp_path):
+    proc = cli("core.predict", str(HAPPY), str(bad_files["blank"]), "--annotate", str(tmp_path / "ann"),
+               "--threshold", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{HAPPY} (500x282): 1 face" in proc.stdout
+    assert "smile" in proc.stdout
+    assert f"{bad_files['blank']} (320x240): no face found" in proc.stdout
+    drawn = np.asarray(Image.open(tmp_path / "ann" / "happy.png").convert("RGB"))
+    original = np.asarray(Image.open(HAPPY).convert("RGB"))
+    assert drawn.shape == original.shape and (drawn != original).any()   # boxes were drawn
+    assert (tmp_path / "ann" / "blank.png").is_file()
+
+
+@needs_media
+def test_predict_expression_task():
+    proc = cli("core.predict", str(HAPPY), "--task", "expression", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["task"] == "expression" and Path(out["model"]).name == "expression"
+    (face,) = out["images"][0]["faces"]
+    assert face["label"] in EXPRESSIONS
+    assert abs(sum(face[f"p_{c}"] for c in EXPRESSIONS) - 1) < 1e-3
+
+
+def test_predict_refuses_bad_options(bad_files):
+    proc = cli("core.predict", str(bad_files["blank"]), "--task", "expression", "--threshold", "0.7")
+    assert proc.returncode == 2 and "--threshold applies to binary tasks" in proc.stderr
+    proc = cli("core.predict", str(bad_files["blank"]), "--model", str(REPO / "models" / "expression"),
+               "--task", "smile")
+    assert proc.returncode == 2 and "is a 'expression' model, not a 'smile' model" in proc.stderr
+    proc = cli("core.predict", str(bad_files["blank"]), "--model", str(bad_files["blank"].parent))
+    assert proc.returncode == 2 and "no metadata.json" in proc.stderr
+
+
+def test_evaluate_on_a_class_folder_dataset(tmp_path):
+    data = make_class_folders(tmp_path / "faces", per_class=12, size=96)
+    out = tmp_path / "eval.json"
+    env = {**os.environ, "GRIN_CACHE": str(tmp_path / "cache")}
+    proc = cli("training.evaluate", "--model", "models/smile", "--data", str(data), "--json", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    for key in ("accuracy", "balanced_accuracy", "per_class", "confusion_matrix", "class_names", "n_images",
+                "n_faces_found"):
+        assert key in result
+    assert result["n_images"] == 24 and result["class_names"] == ["non_smile", "smile"]
+    assert sum(map(sum, result["confusion_matrix"])) == 24
+    assert set(result["per_class"]) == {"non_smile", "smile"}
+    assert json.loads(proc.stdout)["n_images"] == 24
+
+
+def test_evaluate_reports_a_missing_dataset(tmp_path):
+    proc = cli("training.evaluate", "--model", "models/smile", "--data", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "no such dataset folder or file" in proc.stderr
+
+
+@needs_media
+def test_bench_writes_the_documented_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = cli("bench", "--json", str(out), "--iterations", "3", "--min-seconds", "0")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    for kind in ("one_face", "four_faces"):
+        for part in ("pipeline_ms", "detect_ms"):
+            assert r[part][kind]["median"] > 0 and r[part][kind]["p95"] >= r[part][kind]["median"]
+    assert r["faces_found"] == {"one_face": 1, "four_faces": 4}
+    assert r["classifier_ms"]["batch1"]["median"] > 0 and r["classifier_ms"]["batch32"]["median"] > 0
+    assert r["faces_per_second"] > 0 and r["ratio_pipeline_to_detect"] > 0
+    assert r["machine"]["cpu_count"] >= 1 and r["machine"]["tensorflow"]
+    assert isinstance(r["machine"]["gpu"], bool)
+    assert "pipeline median" in proc.stdout
+
+
+def test_bench_without_media_is_a_clear_error(tmp_path):
+    proc = cli("bench", "--json", str(tmp_path / "b.json"), "--media", str(tmp_path / "nomedia"))
+    assert proc.returncode == 2
+    assert "smile_video.mp4: missing" in proc.stderr and "--media" in proc.stderr
+    assert not (tmp_path / "b.json").exists()

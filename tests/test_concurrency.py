@@ -1,0 +1,102 @@
+"""Several sessions share one Classifier and one FaceDetector (st.cache_resource): hammered from
+threads, they must give exactly what they give one call at a time."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from core.detect import FaceDetector
+from core.imageio import load_image
+from core.model import Classifier
+from core.pipeline import Pipeline
+from core.preprocess import crop_faces
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+THREADS, ROUNDS = 4, 3
+
+
+def _real_frames() -> list[np.ndarray]:
+    """Face photos and video frames from ../shared/media (empty when it is absent)."""
+    frames = [load_image(p) for p in sorted((SHARED / "media" / "expressions").glob("*.jpg"))]
+    video = SHARED / "media" / "smile_video.mp4"
+    if video.is_file():
+        with av.open(str(video)) as c:
+            frames += [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if i % 20 == 0]
+    return frames
+
+
+def _synthetic_frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (720, 1280))]
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return _real_frames() + _synthetic_frames()
+
+
+@pytest.fixture(scope="module")
+def classifier(smile_classifier) -> Classifier:
+    """The bundled smile model, loaded once (tests/conftest.py)."""
+    return smile_classifier
+
+
+def _hammer(fn, items: list, threads: int = THREADS, rounds: int = ROUNDS) -> list[tuple[int, object]]:
+    """Call fn on every item, `rounds` times per thread, in a different order in each thread, all at once."""
+    start = threading.Barrier(threads)
+
+    def worker(seed: int):
+        start.wait()
+        order = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(items)), rounds))
+        return [(int(i), fn(items[i])) for i in order]
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(worker, range(threads)))
+    return [r for rs in results for r in rs]
+
+
+def test_face_detector_gives_the_same_boxes_from_many_threads(frames):
+    if not _real_frames():
+        pytest.skip("../shared/media is absent: no real faces to detect (synthetic frames alone have none)")
+    detector = FaceDetector()
+    reference = [detector.detect(f) for f in frames]
+    assert sum(len(b) > 0 for b in reference) >= 7, "the real photos should have faces"
+    for i, boxes in _hammer(detector.detect, frames, rounds=2):
+        assert boxes == reference[i]
+
+
+def test_classifier_gives_the_same_probabilities_from_many_threads(classifier, frames):
+    rng = np.random.default_rng(1)
+    size = classifier.preprocess.input_shape
+    batches = [rng.integers(0, 255, (n, *size), dtype=np.uint8) for n in (1, 2, 5, 16)]
+    detector = FaceDetector()
+    real = [crop_faces(f, detector.detect(f), classifier.preprocess) for f in frames]
+    batches += [b for b in real if len(b)]
+    reference = [classifier.predict(b) for b in batches]
+    singles = np.concatenate([r[:1] for r in reference])
+    assert np.ptp(singles, axis=0).max() > 1e-3, "inputs should give different outputs, or mix-ups go unseen"
+    for i, probs in _hammer(classifier.predict, batches):
+        np.testing.assert_allclose(probs, reference[i], rtol=0, atol=1e-5)
+
+
+def test_one_pipeline_per_session_over_shared_models(classifier, frames):
+    """What the webcam page does: each session its own Pipeline, the models shared."""
+    detector = FaceDetector()
+    reference = [[(f.box, f.label) for f in Pipeline(classifier, detector)(fr)] for fr in frames]
+    local = threading.local()
+
+    def session_call(frame):
+        if not hasattr(local, "pipeline"):
+            local.pipeline = Pipeline(classifier, detector)
+        faces = local.pipeline(frame)
+        assert local.pipeline.last_timing.total_ms > 0
+        return [(f.box, f.label) for f in faces]
+
+    for i, faces in _hammer(session_call, frames, rounds=1):
+        assert faces == reference[i]

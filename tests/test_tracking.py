@@ -1,0 +1,134 @@
+"""Face tracks: IoU matching, smoothed probabilities, coasting over missed detections, and the
+follower that runs the detector only when needed (real frames, real model)."""
+import numpy as np
+import pytest
+
+from core.detect import FaceDetector
+from core.pipeline import Pipeline
+from core.tracking import FaceFollower, FaceTracker, TrackingConfig, iou
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+
+
+def test_tracks_keep_their_ids_while_faces_move_a_little():
+    tracker = FaceTracker(TrackingConfig(box_smoothing=0.0))
+    p = np.array([[0.9, 0.1], [0.2, 0.8]])
+    first = tracker.update([(100, 100, 80, 80), (400, 120, 90, 90)], p)
+    ids = [t.id for t in first]
+    assert len(set(ids)) == 2
+    # the faces move a few pixels and come back in the other order
+    second = tracker.update([(405, 124, 90, 90), (104, 98, 80, 80)], p[::-1])
+    assert [t.id for t in second] == ids[::-1]
+    assert second[0].box == (405, 124, 90, 90)
+    assert second[1].hits == 2
+    # a face far away is a new track; the ones that vanished end
+    third = tracker.update([(700, 300, 60, 60)], p[:1])
+    assert third[0].id not in ids and len(tracker.tracks) == 1
+
+
+def test_smoothing_stops_a_single_odd_frame_from_flipping_the_probabilities():
+    tracker = FaceTracker(TrackingConfig(smoothing=0.6))
+    box = (50, 50, 100, 100)
+    for _ in range(10):
+        tracker.update([box], np.array([[0.9, 0.1]]))
+    t = tracker.update([box], np.array([[0.1, 0.9]]))[0]   # one odd frame
+    assert t.probs[1] < 0.5 and t.probs[1] == pytest.approx(0.6 * 0.1 + 0.4 * 0.9)
+    for _ in range(8):                                      # a lasting change gets through
+        t = tracker.update([box], np.array([[0.1, 0.9]]))[0]
+    assert t.probs[1] > 0.85
+
+
+def test_smoothing_follows_time_when_frame_times_are_known():
+    cfg = TrackingConfig(smoothing=0.6, smoothing_fps=15.0)
+    box = (0, 0, 50, 50)
+    at_rate = FaceTracker(cfg)
+    at_rate.update([box], np.array([[1.0, 0.0]]))
+    t = at_rate.update([box], np.array([[0.0, 1.0]]), dt=1 / 15)[0]
+    assert t.probs[1] == pytest.approx(0.4)                 # one frame at the reference rate
+    slow = FaceTracker(cfg)
+    slow.update([box], np.array([[1.0, 0.0]]))
+    t = slow.update([box], np.array([[0.0, 1.0]]), dt=1.0)[0]
+    assert t.probs[1] > 0.99, "a frame a second later is barely mixed with the old one"
+
+
+def test_no_smoothing_passes_probabilities_through():
+    tracker = FaceTracker(TrackingConfig(smoothing=0.0))
+    tracker.update([(0, 0, 50, 50)], np.array([[0.9, 0.1]]))
+    t = tracker.update([(0, 0, 50, 50)], np.array([[0.3, 0.7]]))[0]
+    np.testing.assert_allclose(t.probs, [0.3, 0.7])
+
+
+def test_a_missed_face_coasts_for_max_missed_detections_then_ends():
+    tracker = FaceTracker(TrackingConfig(max_missed=2))
+    box = (10, 10, 40, 40)
+    tid = tracker.update([box], np.array([[0.5, 0.5]]))[0].id
+    for _ in range(2):
+        boxes = tracker.coast([])           # the detector found nothing
+        assert boxes == [box]
+        tracks = tracker.update(boxes, np.array([[0.5, 0.5]]), fresh=0)
+        assert tracks[0].id == tid and tracks[0].missed > 0
+    assert tracker.coast([]) == []          # third miss: the face is gone
+    assert tracker.update([], np.zeros((0, 2)), fresh=0) == [] and tracker.tracks == []
+
+
+def test_a_found_face_is_no_longer_missed():
+    tracker = FaceTracker(TrackingConfig(max_missed=2, box_smoothing=0.0))
+    tracker.update([(10, 10, 40, 40)], np.array([[0.5, 0.5]]))
+    tracker.update(tracker.coast([]), np.array([[0.5, 0.5]]), fresh=0)
+    assert tracker.tracks[0].missed == 1
+    t = tracker.update(tracker.coast([(12, 11, 40, 40)]), np.array([[0.5, 0.5]]), fresh=1)
+    assert len(t) == 1 and t[0].missed == 0 and t[0].box == (12, 11, 40, 40)
+
+
+@pytest.fixture(scope="module")
+def pipeline(smile_classifier):
+    return Pipeline(smile_classifier, FaceDetector())
+
+
+def test_follower_detects_rarely_and_keeps_one_track_on_a_real_video(pipeline, smile_frames):
+    follower = FaceFollower(pipeline, TrackingConfig(detect_every=4))
+    detections, tracks = 0, set()
+    for frame in smile_frames:
+        faces = follower(frame)
+        detections += follower.detected
+        assert faces, "the person in smile_video.mp4 is in every frame"
+        tracks.add(faces[0].track)
+        assert 0.0 <= faces[0].face.probs.min() and faces[0].face.probs.sum() == pytest.approx(1.0, abs=1e-4)
+    assert len(tracks) == 1, "the one face must keep one track id"
+    n = len(smile_frames)
+    assert detections <= n // 2, f"the detector ran on {detections} of {n} frames"
+    assert detections >= n // 4
+
+
+def test_follower_detects_again_when_the_picture_changes(pipeline, smile_frames):
+    follower = FaceFollower(pipeline, TrackingConfig(detect_every=100))
+    frame = smile_frames[0]
+    follower(frame)
+    assert follower.detected
+    follower(frame)
+    assert not follower.detected, "an unchanged frame reuses the boxes"
+    moved = np.roll(frame, 120, axis=1)      # the face jumps sideways
+    faces = follower(moved)
+    assert follower.detected
+    x0 = pipeline.detector.detect(frame)[0][0]
+    assert abs(faces[0].face.box[0] - x0 - 120) < 40, "the box follows the face to its new place"
+
+
+def test_follower_with_no_face_detects_every_frame(pipeline):
+    follower = FaceFollower(pipeline, TrackingConfig(detect_every=10))
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    for _ in range(3):
+        assert follower(blank) == []
+        assert follower.detected
+
+
+def test_follower_applies_the_pipeline_threshold(smile_classifier, smile_frames):
+    frame = smile_frames[0]
+    low = FaceFollower(Pipeline(smile_classifier, FaceDetector(), threshold=0.0))(frame)
+    high = FaceFollower(Pipeline(smile_classifier, FaceDetector(), threshold=1.0001))(frame)
+    assert low[0].face.label == "smile" and high[0].face.label == "no smile"

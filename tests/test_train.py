@@ -1,0 +1,163 @@
+"""Real (tiny) training runs: the run folder's files, stop, resume, and settings refused with a reason."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core.model import Classifier
+from tiny_dataset import make_class_folders
+from training.config import ConfigError, TrainConfig
+from training.runs import Run
+from training.train import main, train
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+METRIC_KEYS = {"epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time",
+               "val_confusion", "best_val_accuracy"}
+QUICK = ["--task", "smile", "--width", "8", "--batch-size", "8", "--limit", "40", "--precision", "float32",
+         "--warmup-epochs", "0", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """60 small face images in smile/ and non_smile/ (GENKI-4K photos when ../shared is there)."""
+    return make_class_folders(tmp_path_factory.mktemp("data") / "faces", per_class=30, size=72)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """The tiny datasets' face crops go to a temporary cache, not the user's."""
+    monkeypatch.setenv("GRIN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def run_main(argv: list[str]) -> int:
+    """`python -m training.train` in this process (its SIGTERM handler is put back afterwards)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.fixture(scope="module")
+def finished_run(faces, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "one-epoch"
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "1"]) == 0
+    return out
+
+
+def test_one_epoch_run_writes_every_file(finished_run):
+    run = Run(finished_run)
+    cfg = run.config()
+    assert cfg["config"]["epochs"] == 1 and cfg["config"]["width"] == 8
+    assert cfg["command"].startswith("python -m training.train")
+    assert TrainConfig.from_dict(cfg["config"]).limit == 40
+    rows = run.metrics()
+    assert len(rows) == 1 and METRIC_KEYS <= set(rows[0])
+    row = rows[0]
+    assert row["epoch"] == 1 and row["epochs"] == 1
+    assert 0 <= row["val_accuracy"] <= 1 and row["loss"] > 0 and row["lr"] > 0
+    assert len(row["val_confusion"]) == 2 and sum(map(sum, row["val_confusion"])) > 0
+    assert run.status()["state"] == "finished"
+    ev = run.evaluation()
+    assert {"accuracy", "balanced_accuracy", "per_class", "confusion_matrix"} <= set(ev)
+    assert ev["n_images"] > 0
+    assert run.has_model() and run.file("checkpoint.keras").is_file()
+
+
+def test_the_run_model_loads_like_a_shipped_one(finished_run):
+    clf = Classifier(finished_run)
+    assert clf.task.name == "smile" and clf.meta.arch
+    assert "test_accuracy" in clf.meta.metrics
+    import numpy as np
+
+    probs = clf.predict(np.zeros((3, 64, 64, 1), np.uint8))
+    assert probs.shape == (3, 2)
+
+
+def test_an_existing_run_folder_is_not_overwritten(finished_run, faces, capsys):
+    before = finished_run.joinpath("metrics.jsonl").read_bytes()
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(finished_run), "--epochs", "1"]) == 2
+    assert "already holds a run: pass --resume" in capsys.readouterr().err
+    assert finished_run.joinpath("metrics.jsonl").read_bytes() == before
+
+
+def test_stop_file_stops_the_run_and_resume_finishes_it(faces, tmp_path):
+    """Stop during epoch 1 of 2 (a STOP file, as the app's Stop button writes), then --resume."""
+    out = tmp_path / "stop-resume"
+    cfg = TrainConfig(task="smile", data=str(faces), width=8, epochs=2, batch_size=4, limit=40,
+                      precision="float32", warmup_epochs=0, seed=3)
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            train(cfg, out)
+        except BaseException as exc:   # reported by the test below
+            errors.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    run = Run(out)
+    deadline = time.time() + 300
+    while worker.is_alive() and run.status().get("state") != "running" and time.time() < deadline:
+        time.sleep(0.02)
+    run.request_stop()          # before the first training batch ends
+    worker.join(timeout=300)
+    assert not worker.is_alive() and not errors, errors
+    assert run.status()["state"] == "stopped"
+    assert [r["epoch"] for r in run.metrics()] == [1]
+    assert run.has_model() and run.file("checkpoint.keras").is_file()
+
+    assert run_main(["--out", str(out), "--resume"]) == 0
+    assert not run.stop_requested()
+    assert [r["epoch"] for r in run.metrics()] == [1, 2]
+    assert run.status()["state"] == "finished"
+    assert run.config()["config"]["epochs"] == 2
+    assert run.evaluation()["n_images"] > 0
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
+    assert run_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--epochs", "0"], "epochs must be between 1 and 1000, not 0"),
+    (["--lr", "5"], "learning rate must be in (0, 1], not 5.0"),
+    (["--dropout", "1.5"], "dropout must be in [0, 1), not 1.5"),
+    (["--optimizer", "magic"], "optimizer must be one of adamw, adam, sgd"),
+    (["--task", "age"], "task must be one of smile, expression, not 'age'"),
+    (["--arch", "huge"], "architecture must be one of"),
+])
+def test_bad_settings_are_refused_before_anything_runs(args, reason, faces, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), *args]) == 2
+    assert reason in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_dataset_is_refused(tmp_path, capsys):
+    assert run_main([*QUICK, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    assert "no such dataset folder or file" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_bad_settings_with_exit_code_2(faces, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--data", str(faces), "--out",
+                           str(tmp_path / "r"), "--batch-size", "0"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "error: batch size must be between 1 and 4096, not 0" in proc.stderr
+
+
+def test_config_from_dict_refuses_unknown_settings():
+    with pytest.raises(ConfigError, match="unknown settings: colour"):
+        TrainConfig.from_dict({"task": "smile", "colour": "red"})
+    cfg = TrainConfig(data="x", epochs=3)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
