@@ -35,8 +35,10 @@ class ImageResult:
                 "faces": [f.as_row() for f in self.faces], "error": self.error, "annotated": self.annotated}
 
 
-def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None) -> ImageResult:
-    """Faces of one image file; a file that cannot be read gives a result with `error` set."""
+def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
+                 taken: set[Path] | None = None) -> ImageResult:
+    """Faces of one image file; a file that cannot be read gives a result with `error` set.
+    With `annotate`, the labelled picture is written there as <stem>.png (not over one in `taken`)."""
     result = ImageResult(path)
     try:
         image = load_image(path, name=path)
@@ -44,22 +46,24 @@ def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None) ->
         result.error = str(exc)
         return result
     result.height, result.width = image.shape[:2]
-    result.faces = pipeline(image)
+    result.faces = pipeline(image, thorough=True)   # a photo: a second, finer search if the first finds none
     if annotate is not None:
         from core.draw import draw_faces
 
-        out = _free_name(annotate, Path(path).stem)
+        out = _free_name(annotate, Path(path).stem, taken if taken is not None else set())
         out.write_bytes(encode_png(draw_faces(image, result.faces)))
         result.annotated = str(out)
     return result
 
 
-def _free_name(folder: Path, stem: str) -> Path:
-    """folder/stem.png, or stem-2.png, stem-3.png... if taken (inputs from several folders)."""
+def _free_name(folder: Path, stem: str, taken: set[Path]) -> Path:
+    """folder/stem.png, or stem-2.png, stem-3.png... when this run already wrote that name
+    (inputs from several folders); marks the name taken."""
     out, k = folder / f"{stem}.png", 1
-    while out.exists():
+    while out in taken:
         k += 1
         out = folder / f"{stem}-{k}.png"
+    taken.add(out)
     return out
 
 
@@ -123,9 +127,9 @@ def main(argv=None) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = []
+    results, taken = [], set()
     for path in args.images:
-        r = predict_file(pipeline, path, annotate)
+        r = predict_file(pipeline, path, annotate, taken)
         results.append(r)
         if r.error:
             print(f"error: {r.error}", file=sys.stderr, flush=True)

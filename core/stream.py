@@ -26,6 +26,7 @@ class StreamConfig:
     history: int = 300               # latest label records kept for the UI
     shutter_hold_s: float = 1.0      # the shutter fires after the smile lasts this long
     shutter_class: str | None = None # default: the task's positive class, else "happy"
+    gap_s: float = 2.0               # a pause longer than this starts over: fps, latency and face tracks
     log_path: Path | None = None     # append one JSON line per frame (tests, debugging)
 
 
@@ -146,6 +147,7 @@ class FrameProcessor:
         start = time.perf_counter() if start is None else start
         now = time.monotonic() if now is None else now
         with self._work:
+            self._maybe_restart(now)
             try:
                 faces = self._follower(rgb, now if source_t is None else source_t)
             except Exception as exc:  # a bad frame must not kill the stream; the UI shows the error
@@ -157,7 +159,7 @@ class FrameProcessor:
             fire = self._shutter.update(p, threshold, now)
             clean = rgb.copy() if fire else None
             out = draw_faces(rgb.copy(), [f.face for f in faces])
-            record = self._record(faces, source_t)
+            record = self._record(faces, source_t, (time.perf_counter() - start) * 1000)
         with self._lock:
             self._frames += 1
             self._times.append(now)
@@ -169,6 +171,14 @@ class FrameProcessor:
             self._record_latency(start)
         return out
 
+    def _maybe_restart(self, now: float) -> None:
+        """After a pause (the camera stopped and started again), old figures and tracks no longer apply."""
+        with self._lock:
+            if self._times and now - self._times[-1] > self.config.gap_s:
+                self._times.clear()
+                self._latency.clear()
+                self._follower.reset()
+
     def _shutter_target(self) -> tuple[float, int | None]:
         task = self._follower.pipeline.task
         name = self.config.shutter_class or task.positive_class or ("happy" if "happy" in task.class_names else None)
@@ -177,13 +187,14 @@ class FrameProcessor:
         threshold = self._follower.threshold if task.is_binary else 0.5
         return threshold, task.class_names.index(name)
 
-    def _record(self, faces: list[TrackedFace], source_t: float | None) -> LabelRecord:
+    def _record(self, faces: list[TrackedFace], source_t: float | None, ms: float) -> LabelRecord:
         record = LabelRecord(time.time(), self._frames, source_t, tuple(f.face.label for f in faces),
                              tuple(tuple(round(float(p), 4) for p in f.face.probs) for f in faces),
                              tuple(f.track for f in faces))
         if self.config.log_path:
             line = json.dumps({"t": record.t, "frame": record.frame, "source_t": source_t, "labels": record.labels,
-                               "probs": record.probs, "tracks": record.tracks})
+                               "probs": record.probs, "tracks": record.tracks, "ms": round(ms, 1),
+                               "detected": self._follower.detected})
             with open(self.config.log_path, "a") as f:
                 f.write(line + "\n")
         return record

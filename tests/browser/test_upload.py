@@ -134,12 +134,12 @@ def test_a_video_gives_an_annotated_mp4_and_a_timeline(page, tmp_path, screensho
     upload(page, "A video", [as_payload(clip)])
     page.locator('[data-testid="stVideo"]').wait_for(timeout=120_000)
     assert_no_exception(page)
-    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(1)   # the smile timeline
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(1, timeout=60_000)   # the timeline
     data = download(page, "Download the annotated video")
     out = tmp_path / "annotated.mp4"
     out.write_bytes(data)
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in c.decode(video=0)) == 40
-    expect(page.get_by_text("40 frames at 25.0 fps")).to_be_visible()
+    expect(page.get_by_text("40 frames at 25.0 fps")).to_be_visible(timeout=30_000)
     screenshot(page, "upload-video")

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ui import assert_no_exception, goto_page, metric, start_webcam, stop_webcam
+from ui import assert_no_exception, goto_page, metric, sidebar_select, start_webcam, stop_webcam
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+BUNDLED_SMILE = re.compile(r"^smile \(bundled")
 LOOPS = 1.5           # watch the camera this many loops (neutral + smile) after the first labels
 
 
@@ -44,6 +45,8 @@ def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot)
     if fake_camera is None:
         pytest.skip("../shared/media/smile_video.mp4 is absent: no fake camera to play")
     goto_page(page, "webcam")
+    # the bundled model: other tests of this server may have made a tiny trained one the default
+    sidebar_select(page, "Model", BUNDLED_SMILE)
     assert_no_exception(page)
     since = time.time()
     start_webcam(page)          # annotated frames come back: the <video> in the component plays

@@ -55,18 +55,19 @@ def assert_no_exception(page: Page) -> None:
     assert not found, "the page shows an exception:\n" + "\n---\n".join(found)
 
 
-def sidebar_select(page: Page, label: str, option: str) -> None:
-    """Choose `option` in the sidebar radio or selectbox called `label`, then wait for the rerun."""
+def sidebar_select(page: Page, label: str, option: str | re.Pattern) -> None:
+    """Choose `option` (its text, or a pattern) in the sidebar radio or selectbox called `label`,
+    then wait for the rerun."""
     sidebar = page.locator('[data-testid="stSidebar"]')
     widget = sidebar.locator('[data-testid="stRadio"], [data-testid="stSelectbox"]').filter(has_text=label).first
     widget.wait_for(timeout=APP_TIMEOUT_MS)
+    exact = {"exact": True} if isinstance(option, str) else {}
     radio = sidebar.locator('[data-testid="stRadio"]').filter(has_text=label)
     if radio.count():
-        radio.get_by_text(option, exact=True).click()
+        radio.get_by_text(option, **exact).click()
     else:
-        box = sidebar.locator('[data-testid="stSelectbox"]').filter(has_text=label)
-        box.locator('[data-baseweb="select"]').click()
-        page.get_by_role("option", name=option, exact=True).click()
+        sidebar.get_by_role("combobox", name=label).click()
+        page.get_by_role("option", name=option, **exact).click()
     wait_for_rerun(page)
 
 
