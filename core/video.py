@@ -11,7 +11,6 @@ from typing import Callable
 
 import av
 import cv2
-import numpy as np
 
 from core.draw import draw_faces
 from core.pipeline import Pipeline

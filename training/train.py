@@ -14,13 +14,12 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from core.fileio import append_jsonl, write_json_atomic
-from core.model import META_FILE, MODEL_FILE, ModelMeta
+from core.model import MODEL_FILE, ModelMeta
 from core.runtime import tensorflow
 from training.baselines import BASELINES, train_baseline
 from training.config import Augment, ConfigError, TrainConfig
