@@ -27,7 +27,13 @@ def _warm_up() -> None:
 
     time.sleep(0.5)  # let the first page reach the browser before the import competes for the CPU
     tensorflow()
-    import keras  # noqa: F401
+    import keras
+
+    # Streamlit calls keras.backend.clear_session() after every script run, fragment reruns too (the
+    # webcam page refreshes its figures each second). In Keras 3 that resets global state and runs a
+    # full gc.collect() with the GIL held, stalling the frame callback for hundreds of milliseconds.
+    # This server builds its models once and shares them, so it never needs that reset.
+    keras.backend.clear_session = lambda *args, **kwargs: None
 
 
 @st.cache_resource(show_spinner=False)
