@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,7 +94,6 @@ class Classifier:
                              f"do not match its metadata {want} -> {self.task.n_classes} classes")
         spec = tf.TensorSpec((None, *self.preprocess.input_shape), tf.uint8)
         self._forward = tf.function(self._forward_impl, input_signature=[spec])
-        self._lock = threading.Lock()
         if warm_up:
             for n in (1, 4):
                 self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))

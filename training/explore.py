@@ -99,7 +99,7 @@ def load_view(root: str | Path, task_name: str, split: SplitConfig | None = None
     faces = extract_faces(ds, task_preprocess(task), "auto", progress=progress)
     key = dataset_key(ds)
     sizes = image_sizes(ds, key)
-    detection = np.array([_uses_detection(s, "auto", (h, w)) for s, (w, h) in zip(ds.samples, sizes)])
+    detection = np.array([_uses_detection(s.cropped, "auto", (h, w)) for s, (w, h) in zip(ds.samples, sizes)])
     table = pd.DataFrame({
         "index": np.arange(len(ds.samples)),
         "name": [s.name for s in ds.samples],

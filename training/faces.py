@@ -38,19 +38,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GRIN_CACHE", Path.home() / ".cache" / "grin"))
 
 
-def _uses_detection(sample: Sample, mode: str, shape: tuple[int, ...]) -> bool:
+def _uses_detection(cropped: bool, mode: str, shape: tuple[int, ...]) -> bool:
     if mode == "detect":
         return True
     if mode == "cropped":
         return False
-    return not sample.cropped and min(shape[:2]) > 100  # auto: small images are taken as crops
+    return not cropped and min(shape[:2]) > 100  # auto: small images are taken as crops
 
 
-def face_from_image(image: np.ndarray, sample_cropped: bool, mode: str, detector: FaceDetector,
-                    pp: PreprocessConfig, sample: Sample | None = None) -> tuple[np.ndarray, bool, tuple]:
+def face_from_image(image: np.ndarray, cropped: bool, mode: str, detector: FaceDetector,
+                    pp: PreprocessConfig) -> tuple[np.ndarray, bool, tuple]:
     """One crop for a dataset image: the largest detected face, else the whole image."""
     box, found = None, False
-    if _uses_detection(sample or Sample("", 0, "", cropped=sample_cropped), mode, image.shape):
+    if _uses_detection(cropped, mode, image.shape):
         boxes = detector.detect(image, thorough=True)
         if boxes:
             box, found = boxes[0], True
@@ -92,7 +92,7 @@ def extract_faces(ds: Dataset, pp: PreprocessConfig, mode: str = "auto",
         except (ImageError, OSError):
             readable[i] = False
             continue
-        x[i], found[i], boxes[i] = face_from_image(img, s.cropped, mode, detector, pp, s)
+        x[i], found[i], boxes[i] = face_from_image(img, s.cropped, mode, detector, pp)
         if progress and (i % 200 == 0 or i == n - 1):
             progress(i + 1, n)
     if use_cache:
