@@ -95,3 +95,5 @@ def test_a_short_run_from_the_page(page, app_server):
     expect(main.get_by_text("Validation, epoch 2")).to_be_visible()
     assert_no_exception(page)
     save_screenshot(page, "training")
+    # the server is shared by the later browser tests: give them back the bundled model
+    (app_server.runs / "active_models.json").unlink()
