@@ -57,6 +57,8 @@ class TrainConfig:
     precision: str = "auto"
     patience: int = 0            # early stopping on validation accuracy; 0 is off
     tta_flip: bool = True
+    swa_epochs: int = 0          # average the weights of the last N epochs (SWA); 0 is off
+    swa_lr: float = 0.0          # constant rate for the averaged epochs; 0: the schedule runs to the end
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -106,6 +108,8 @@ class TrainConfig:
         need(not self.init or (Path(self.init) / "model.keras").is_file(),
              f"--init {self.init}: no model.keras there to start from")
         need(1 <= self.main_repeat <= 10, "main dataset repeat must be between 1 and 10")
+        need(0 <= self.swa_epochs <= self.epochs, f"SWA epochs must be between 0 and the epochs ({self.epochs})")
+        need(0 <= self.swa_lr <= 1.0, f"SWA learning rate must be in [0, 1], not {self.swa_lr}")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

@@ -24,18 +24,25 @@ from core.runtime import tensorflow
 from training.baselines import BASELINES, train_baseline
 from training.config import Augment, ConfigError, TrainConfig
 from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, Run
+from training.swa import SWA_FILE, WeightAverage, recalibrate_batch_norm
 
 
 def lr_at(epoch: int, cfg: TrainConfig) -> float:
-    """Learning rate for a (0-based) epoch: linear warm-up, then the schedule."""
-    warmup = min(cfg.warmup_epochs, cfg.epochs - 1)   # a one-epoch run trains at full rate
+    """Learning rate for a (0-based) epoch: linear warm-up, then the schedule; with an SWA rate,
+    the schedule ends before the averaged epochs, which train at that constant rate."""
+    epochs = cfg.epochs
+    if cfg.swa_epochs and cfg.swa_lr:
+        if epoch >= cfg.epochs - cfg.swa_epochs:
+            return cfg.swa_lr
+        epochs = cfg.epochs - cfg.swa_epochs
+    warmup = min(cfg.warmup_epochs, epochs - 1)   # a one-epoch run trains at full rate
     if warmup and epoch < warmup:
         return cfg.lr * (epoch + 1) / (warmup + 1)
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
-        return cfg.lr * (0.1 ** (epoch // max(1, cfg.epochs // 3)))
-    t = (epoch - warmup) / max(1, cfg.epochs - warmup)
+        return cfg.lr * (0.1 ** (epoch // max(1, epochs // 3)))
+    t = (epoch - warmup) / max(1, epochs - warmup)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -144,6 +151,7 @@ class RunLogger:
                 self.run, self.cfg, self.prep, self.meta, self.best = run, cfg, prep, meta, best
                 self.t0 = time.time()
                 self.bad_epochs = 0
+                self.swa = WeightAverage(run.file(SWA_FILE)) if cfg.swa_epochs else None
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.t0 = time.time()
@@ -179,6 +187,8 @@ class RunLogger:
                 else:
                     self.bad_epochs += 1
                 row["best_val_accuracy"] = self.best
+                if self.swa is not None and epoch + 1 > self.cfg.epochs - self.cfg.swa_epochs:
+                    self.swa.add(epoch + 1, self.model.get_weights())
                 append_jsonl(self.run.file(METRICS), row)
                 save_model_atomic(self.model, self.run.file(CHECKPOINT))
                 write_json_atomic(self.run.file(CHECKPOINT_STATE), {"epoch": epoch + 1, "best": self.best})
@@ -269,6 +279,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             raise RuntimeError("training ended before the first epoch finished: no model was saved")
         from core.model import Classifier
 
+        if cfg.swa_epochs and not stopped:
+            run.set_status(message="averaging weights (SWA)")
+            finish_swa(run, cfg, prep, model, tr, logger.best)
         meta = ModelMeta.load(run.path)
         clf = Classifier(run.path, warm_up=False)
         if task.is_binary:
@@ -294,6 +307,29 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         raise
 
 
+def finish_swa(run: Run, cfg: TrainConfig, prep, model, train_part, best: float) -> dict:
+    """Average the last epochs' weights, recompute batch-norm statistics on the training data, and
+    keep the average as the run's model when its validation accuracy beats the best single epoch."""
+    avg = WeightAverage(run.file(SWA_FILE))
+    if not avg.count:
+        return {}
+    va, n_classes = prep.parts["val"], prep.task.n_classes
+    swa = float32_copy(model, cfg, va.x.shape[1:], n_classes)
+    swa.set_weights(avg.mean())
+    n_batches = recalibrate_batch_norm(swa, make_dataset(train_part.x, train_part.y, n_classes, cfg, True))
+    probs = swa.predict(va.x.astype(np.float32), batch_size=256, verbose=0)
+    val_acc = float((probs.argmax(1) == va.y).mean())
+    info = {"epochs": avg.epochs, "val_accuracy": val_acc, "best_single_epoch_val_accuracy": best,
+            "bn_batches": n_batches, "used": val_acc > best}
+    meta = ModelMeta.load(run.path)
+    if info["used"]:
+        save_model_atomic(swa, run.file(MODEL_FILE))
+        meta.metrics = {"val_accuracy": val_acc, "epoch": max(avg.epochs), "swa": True}
+    meta.extra["swa"] = info
+    meta.save(run.path)
+    return info
+
+
 def _strategy():
     """Mirrored across GPUs when several are visible; the default strategy otherwise."""
     tf = tensorflow()
@@ -315,9 +351,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     p.add_argument("--arch", default="")
     p.add_argument("--width", type=int, default=0)
     p.add_argument("--init", default="", help="start from this model folder's weights (fine-tuning)")
-    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience", "main_repeat"):
+    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience", "main_repeat", "swa_epochs"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "l2", "dropout", "label_smoothing", "val_fraction", "test_fraction"):
+    for name in ("lr", "swa_lr", "weight_decay", "l2", "dropout", "label_smoothing", "val_fraction", "test_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--optimizer", default=d.optimizer)
     p.add_argument("--schedule", default=d.schedule)
@@ -340,7 +376,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                       label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=aug,
                       val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
                       limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
-                      tta_flip=not args.no_tta)
+                      tta_flip=not args.no_tta, swa_epochs=args.swa_epochs,
+                      swa_lr=args.swa_lr)
     return cfg, args
 
 
