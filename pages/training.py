@@ -70,6 +70,14 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
             blur = c[1].slider("Blur probability", 0.0, 1.0, A.blur, 0.05, key="train.blur")
             erasing = c[2].slider("Random erasing probability", 0.0, 1.0, A.erasing, 0.05, key="train.erasing")
             mixup = c[3].slider("Mixup alpha", 0.0, 1.0, A.mixup, 0.05, key="train.mixup")
+        with st.expander("Weight averaging (SWA)"):
+            c = st.columns(2)
+            swa_epochs = c[0].number_input("Average the last N epochs (0: off)", 0, 1000, D.swa_epochs,
+                                           key="train.swa_epochs",
+                                           help="The run's model becomes the mean of these epochs' weights "
+                                                "when that scores better on validation than the best epoch")
+            swa_lr = c[1].number_input("Their learning rate (0: follow the schedule)", 0.0, 1.0, D.swa_lr,
+                                       step=1e-4, format="%.5f", key="train.swa_lr")
         c = st.columns(4)
         seed = c[0].number_input("Seed", 0, 2**31 - 1, D.seed, key="train.seed")
         patience = c[1].number_input("Early stopping patience (0: off)", 0, 1000, D.patience, key="train.patience")
@@ -80,7 +88,7 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                        optimizer=optimizer, lr=float(lr), schedule=schedule, warmup_epochs=int(warmup),
                        weight_decay=float(weight_decay), l2=float(l2), dropout=float(dropout),
                        label_smoothing=float(smoothing), class_weights=weights, seed=int(seed),
-                       limit=int(limit), patience=int(patience),
+                       limit=int(limit), patience=int(patience), swa_epochs=int(swa_epochs), swa_lr=float(swa_lr),
                        augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup)), name
 
 

@@ -140,3 +140,29 @@ def test_bench_without_media_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "smile_video.mp4: missing" in proc.stderr and "--media" in proc.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+FER_TEST = SHARED / "datasets" / "fer2013" / "test"
+
+
+@pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"{FER_TEST} is absent (shared datasets live beside the repo)")
+def test_evaluate_expression_on_a_foreign_cropped_collection(tmp_path):
+    """A collection laid out as the issue describes: bigger than 48x48 (96x96 colour), folder names
+    from another convention (surprised, fearful) and only some of the seven classes."""
+    root = tmp_path / "posed"
+    for src, folder in (("happy", "happy"), ("surprise", "surprised"), ("fear", "fearful")):
+        (root / folder).mkdir(parents=True)
+        for i, path in enumerate(sorted((FER_TEST / src).glob("*.jpg"))[:8]):
+            Image.open(path).convert("RGB").resize((96, 96), Image.BICUBIC).save(root / folder / f"{i}.png")
+    out = tmp_path / "eval.json"
+    env = {**os.environ, "GRIN_CACHE": str(tmp_path / "cache")}
+    proc = cli("training.evaluate", "--model", "models/expression", "--data", str(root), "--faces", "cropped",
+               "--json", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    assert r["n_images"] == 24 and r["faces"] == "cropped" and r["n_faces_found"] == 0
+    assert r["class_names"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    cm = np.array(r["confusion_matrix"])
+    assert cm.shape == (7, 7) and cm.sum(1).tolist() == [0, 0, 8, 8, 0, 0, 8]
+    assert r["per_class"]["happy"]["recall"] >= 0.5 and r["per_class"]["surprise"]["recall"] >= 0.5
+    assert r["accuracy"] > 1 / 3    # well above chance on three classes

@@ -32,6 +32,15 @@ def _eval_table(name: str, ev: dict) -> list[str]:
     return lines + [""]
 
 
+def _selection_line(meta: ModelMeta) -> str:
+    swa = meta.extra.get("swa")
+    if meta.metrics.get("swa") and swa:
+        return (f"- weights: the mean of epochs {min(swa['epochs'])}-{max(swa['epochs'])} (SWA, batch-norm "
+                f"statistics recomputed), validation accuracy {_pct(swa['val_accuracy'])} against "
+                f"{_pct(swa['best_single_epoch_val_accuracy'])} for the best single epoch")
+    return f"- best validation accuracy {_pct(meta.metrics.get('val_accuracy'))} at epoch {meta.metrics.get('epoch')}"
+
+
 def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None = None, notes: str = "") -> str:
     """The model card text for a model folder."""
     meta = ModelMeta.load(folder)
@@ -52,7 +61,7 @@ def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None =
              f"extra training data {data.get('extra_training') or 'none'}",
              f"- split: {extra.get('split')} (stratified, exact duplicates kept on one side; official test splits kept)",
              f"- precision while training: {extra.get('precision')}; served in float32",
-             f"- best validation accuracy {_pct(meta.metrics.get('val_accuracy'))} at epoch {meta.metrics.get('epoch')}",
+             _selection_line(meta),
              f"- decision threshold {meta.threshold:.2f}" if task.is_binary else "- decision: the most probable class",
              "", "## Evaluation", ""]
     for name, ev in evaluations.items():
