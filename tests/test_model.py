@@ -152,15 +152,15 @@ def expression_private_test():
 
 
 @pytest.mark.slow
-def test_shipped_expression_model_keeps_its_interim_accuracy(expression_private_test):
-    """A regression guard for the interim model (59.5 % on all of PrivateTest)."""
+def test_shipped_expression_model_keeps_its_accuracy(expression_private_test):
+    """A regression guard for the shipped model (68.0 % on all of PrivateTest)."""
     acc = expression_private_test["accuracy"]
-    assert acc >= 0.55, f"accuracy {acc:.3f} on 700 FER-2013 PrivateTest faces"
+    assert acc >= 0.65, f"accuracy {acc:.3f} on 700 FER-2013 PrivateTest faces"
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 4 is open: the shipped expression model is an interim one (8 of 60 epochs)",
-                   strict=False)
+@pytest.mark.xfail(reason="issue 4 is open: the shipped expression model scores 68.0 % on PrivateTest, "
+                          "short of the 72 % goal", strict=False)
 def test_shipped_expression_model_accuracy_on_fer2013_private_test(expression_private_test):
     acc = expression_private_test["accuracy"]
     assert acc >= 0.70, f"accuracy {acc:.3f} on 700 FER-2013 PrivateTest faces"

@@ -220,6 +220,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
     cfg.validate()   # after a resume has read the run's own settings
     run.file("STOP").unlink(missing_ok=True)
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
+    if resume:   # the command that set the run up, then how it was continued
+        command = f"{run.config().get('command', '')} (resumed with: {command})".strip()
     if not resume:
         write_json_atomic(run.file(CONFIG), {"config": cfg.to_dict(), "command": command,
                                              "created": dt.datetime.now().isoformat(timespec="seconds")})
