@@ -28,8 +28,7 @@ CANDIDATES: tuple[dict, ...] = (
 def genki_found_rate(genki: str | Path, cfg: DetectorConfig) -> dict:
     """Share of the GENKI-4K photos in which `cfg` finds a face: through the training code path
     (`extract_faces`: a finer second pass when the first finds nothing) and in one pass (live video)."""
-    import cv2
-
+    from core.imageio import load_image
     from core.tasks import get_task
     from training.data import task_preprocess
     from training.datasets import load_dataset
@@ -41,8 +40,7 @@ def genki_found_rate(genki: str | Path, cfg: DetectorConfig) -> dict:
     faces = extract_faces(ds, task_preprocess(task), "auto", cfg, use_cache=False)
     seconds = time.perf_counter() - t0
     detector = FaceDetector(cfg)
-    one_pass = sum(bool(detector.detect(cv2.cvtColor(cv2.imread(s.source), cv2.COLOR_BGR2GRAY)))
-                   for s in ds.samples)
+    one_pass = sum(bool(detector.detect(load_image(s.source))) for s in ds.samples)
     n = len(ds.samples)
     return {"n": n, "found": int(faces.found.sum()), "rate": round(float(faces.found.mean()), 4),
             "one_pass_found": one_pass, "one_pass_rate": round(one_pass / n, 4),

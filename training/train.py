@@ -139,6 +139,14 @@ def save_model_atomic(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def val_confusion(model, part, n_classes: int) -> np.ndarray:
+    """Confusion matrix (rows: true) of the bare network on a split: the per-epoch selection figure."""
+    probs = model.predict(part.x.astype(np.float32), batch_size=256, verbose=0)
+    cm = np.zeros((n_classes, n_classes), int)
+    np.add.at(cm, (part.y, probs.argmax(1)), 1)
+    return cm
+
+
 class RunLogger:
     """Keras callback: metrics line, checkpoint, best model and status after every epoch."""
 
@@ -165,9 +173,7 @@ class RunLogger:
                 logs = logs or {}
                 task = self.prep.task
                 val = self.prep.parts["val"]
-                probs = self.model.predict(val.x.astype(np.float32), batch_size=256, verbose=0)
-                cm = np.zeros((task.n_classes,) * 2, int)
-                np.add.at(cm, (val.y, probs.argmax(1)), 1)
+                cm = val_confusion(self.model, val, task.n_classes)
                 val_acc = float(np.trace(cm) / max(1, cm.sum()))
                 row = {
                     "epoch": epoch + 1, "epochs": self.cfg.epochs,
@@ -319,8 +325,8 @@ def finish_swa(run: Run, cfg: TrainConfig, prep, model, train_part, best: float)
     swa = float32_copy(model, cfg, va.x.shape[1:], n_classes)
     swa.set_weights(avg.mean())
     n_batches = recalibrate_batch_norm(swa, make_dataset(train_part.x, train_part.y, n_classes, cfg, True))
-    probs = swa.predict(va.x.astype(np.float32), batch_size=256, verbose=0)
-    val_acc = float((probs.argmax(1) == va.y).mean())
+    cm = val_confusion(swa, va, n_classes)
+    val_acc = float(np.trace(cm) / max(1, cm.sum()))
     info = {"epochs": avg.epochs, "val_accuracy": val_acc, "best_single_epoch_val_accuracy": best,
             "bn_batches": n_batches, "used": val_acc > best}
     meta = ModelMeta.load(run.path)
