@@ -80,7 +80,8 @@ def run_benchmark(model: str | Path, media: str | Path, iterations: int = 200, m
     return {
         "machine": machine_info(),
         "model": {"path": str(model), "task": clf.task.name, "arch": clf.meta.arch, "n_params": clf.n_params,
-                  "input": list(clf.preprocess.input_shape), "tta_flip": clf.meta.tta_flip},
+                  "input": list(clf.preprocess.input_shape), "tta_flip": clf.meta.tta_flip,
+                  "tta_crops": len(clf.crops), "model_runs_per_face": clf.n_views},
         "detector": det.config.to_dict(),
         "settings": {"iterations": iterations, "min_seconds": min_seconds, "media": str(media),
                      "frame": "640x480"},
@@ -106,7 +107,8 @@ def summary(r: dict) -> str:
     m, p, d, c = r["machine"], r["pipeline_ms"], r["detect_ms"], r["classifier_ms"]
     lines = [
         f"{r['model']['task']} model {r['model']['path']} ({r['model']['n_params']:,} parameters, "
-        f"flip TTA {'on' if r['model']['tta_flip'] else 'off'}) on {m['cpus_usable']} CPUs"
+        f"flip TTA {'on' if r['model']['tta_flip'] else 'off'}, {r['model'].get('model_runs_per_face', 2)} "
+        f"network runs per face) on {m['cpus_usable']} CPUs"
         f"{' + GPU' if m['gpu'] else ''}, load {m['load_average_1m']}, TF {m['tensorflow']}",
         f"faces found: one_face {r['faces_found']['one_face']}, four_faces {r['faces_found']['four_faces']}",
     ]

@@ -12,6 +12,8 @@ from core.runtime import tensorflow
 from core.tasks import Task, get_task
 
 MODEL_FILE = "model.keras"
+# the four corner crops of a ten-crop test (with the whole face, each also mirrored when tta_flip)
+CORNER_CROPS = [[0.0, 0.0, 0.9, 0.9], [0.0, 0.1, 0.9, 1.0], [0.1, 0.0, 1.0, 0.9], [0.1, 0.1, 1.0, 1.0]]
 META_FILE = "metadata.json"
 
 
@@ -28,6 +30,7 @@ class ModelMeta:
     preprocess: dict
     arch: str = ""
     tta_flip: bool = True
+    tta_crops: list[list[float]] = field(default_factory=list)  # extra views: [y1, x1, y2, x2] in 0..1
     threshold: float = 0.5
     metrics: dict = field(default_factory=dict)
     command: str = ""
@@ -73,9 +76,15 @@ class ModelMeta:
 class Classifier:
     """A loaded model: uint8 face crops in, class probabilities out. Thread-safe."""
 
-    def __init__(self, folder: str | Path, warm_up: bool = True):
+    def __init__(self, folder: str | Path, warm_up: bool = True, crops: bool = True):
+        """`crops=False` skips the model's extra test-time crops (flip averaging stays): faster, less accurate."""
         self.folder = Path(folder)
         self.meta = ModelMeta.load(self.folder)
+        self.crops = [list(map(float, b)) for b in self.meta.tta_crops] if crops else []
+        for box in self.crops:
+            y1, x1, y2, x2 = box if len(box) == 4 else (0, 0, 0, 0)
+            if not (0 <= y1 < y2 <= 1 and 0 <= x1 < x2 <= 1):
+                raise ModelError(f"{self.folder}: bad test-time crop {box} in {META_FILE}")
         self.task = self.meta.validate()
         self.preprocess = self.meta.preprocess_config
         path = self.folder / MODEL_FILE
@@ -98,14 +107,26 @@ class Classifier:
             for n in (1, 4):
                 self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))
 
+    @property
+    def n_views(self) -> int:
+        """Model runs per face: the face and its extra crops, each twice with flip averaging."""
+        return (1 + len(self.crops)) * (2 if self.meta.tta_flip else 1)
+
     def _forward_impl(self, x):
         tf = tensorflow()
         x = tf.cast(x, tf.float32)
-        if not self.meta.tta_flip:
-            return tf.cast(self.model(x, training=False), tf.float32)
         n = tf.shape(x)[0]
-        probs = tf.cast(self.model(tf.concat([x, tf.reverse(x, axis=[2])], 0), training=False), tf.float32)
-        return (probs[:n] + probs[n:]) / 2.0
+        size = self.preprocess.input_shape[:2]
+        views = [x]
+        for box in self.crops:
+            boxes = tf.tile(tf.constant([box], tf.float32), [n, 1])
+            views.append(tf.image.crop_and_resize(x, boxes, tf.range(n), size))
+        if self.meta.tta_flip:
+            views += [tf.reverse(v, axis=[2]) for v in views]
+        if len(views) == 1:
+            return tf.cast(self.model(x, training=False), tf.float32)
+        probs = tf.cast(self.model(tf.concat(views, 0), training=False), tf.float32)
+        return tf.reduce_mean(tf.reshape(probs, (len(views), n, -1)), axis=0)
 
     def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.model import META_FILE, MODEL_FILE, Classifier, ModelError, ModelMeta
+from core.model import CORNER_CROPS, META_FILE, MODEL_FILE, Classifier, ModelError, ModelMeta
 from core.tasks import get_task
 from tiny_dataset import FER, GENKI
 
@@ -68,6 +68,32 @@ def test_flip_averaging(smile_classifier, tmp_path):
     np.testing.assert_allclose(plain.predict(x), raw, atol=1e-5)
     both = (raw + np.asarray(plain.model(x[:, :, ::-1].astype(np.float32), training=False))) / 2
     np.testing.assert_allclose(clf.predict(x), both, atol=1e-5)
+
+
+def test_test_time_crops(smile_classifier, tmp_path):
+    """Extra crop views: the identity box changes nothing, corner crops change the answer but keep it
+    mirror-symmetric (the corner set is its own mirror image), and `crops=False` turns them off."""
+    x = np.random.default_rng(2).integers(0, 256, (3, *smile_classifier.preprocess.input_shape), dtype=np.uint8)
+    flip_only = smile_classifier.predict(x)
+    same = Classifier(copy_model("smile", tmp_path / "id", tta_crops=[[0, 0, 1, 1]]), warm_up=False)
+    assert same.n_views == 4
+    np.testing.assert_allclose(same.predict(x), flip_only, atol=1e-5)
+    ten = Classifier(copy_model("smile", tmp_path / "ten", tta_crops=CORNER_CROPS), warm_up=False)
+    assert ten.n_views == 10
+    probs = ten.predict(x)
+    assert np.abs(probs - flip_only).max() > 1e-3
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(ten.predict(x[:, :, ::-1].copy()), probs, atol=1e-5)
+    np.testing.assert_allclose(ten.predict(x[:1]), probs[:1], atol=1e-5)
+    fast = Classifier(tmp_path / "ten", warm_up=False, crops=False)
+    assert fast.n_views == 2
+    np.testing.assert_allclose(fast.predict(x), flip_only, atol=1e-5)
+
+
+@pytest.mark.parametrize("box", [[0, 0, 1], [0.5, 0, 0.4, 1], [0, 0, 1, 1.2]])
+def test_bad_test_time_crops_are_refused(box, tmp_path):
+    with pytest.raises(ModelError, match=r"bad test-time crop"):
+        Classifier(copy_model("smile", tmp_path / "m", tta_crops=[box]), warm_up=False)
 
 
 def test_mismatched_classes_are_refused(tmp_path):

@@ -32,13 +32,41 @@ def _eval_table(name: str, ev: dict) -> list[str]:
     return lines + [""]
 
 
+def _ensemble_lines(meta: ModelMeta) -> list[str]:
+    """What an ensemble is made of and how it was chosen (validation only)."""
+    lines = ["- the mean of the probabilities of these members, each trained by `python -m training.train`:"]
+    for i, m in enumerate(meta.extra["ensemble"], 1):
+        acc = m.get("metrics", {}).get("val_accuracy")
+        lines.append(f"  {i}. `{m['arch']}`, {m.get('n_params') or 0:,} parameters, validation accuracy "
+                     f"{_pct(acc)} (no test-time views) at epoch {m.get('metrics', {}).get('epoch')}; "
+                     f"command `{m['command']}`")
+    rows = meta.extra.get("validation", [])
+    if rows:
+        lines += ["- validation accuracy with the shipped test-time views (how the ensemble and its views were "
+                  "chosen; the test splits played no part):"]
+        lines += [f"  - {r['model']}{' with its crops' if r['crops'] else ''}: {_pct(r['val_accuracy'])} "
+                  f"(balanced {_pct(r['val_balanced_accuracy'])})" for r in rows]
+    return lines
+
+
 def _selection_line(meta: ModelMeta) -> str:
+    if meta.extra.get("ensemble"):
+        return "\n".join(_ensemble_lines(meta))
     swa = meta.extra.get("swa")
     if meta.metrics.get("swa") and swa:
         return (f"- weights: the mean of epochs {min(swa['epochs'])}-{max(swa['epochs'])} (SWA, batch-norm "
                 f"statistics recomputed), validation accuracy {_pct(swa['val_accuracy'])} against "
                 f"{_pct(swa['best_single_epoch_val_accuracy'])} for the best single epoch")
     return f"- best validation accuracy {_pct(meta.metrics.get('val_accuracy'))} at epoch {meta.metrics.get('epoch')}"
+
+
+def _views_line(meta: ModelMeta) -> str:
+    crops = len(meta.tta_crops)
+    text = "flip averaging" if meta.tta_flip else "none"
+    if crops:
+        text = (f"the face and {crops} corner crops (90 %)" + (", each also mirrored" if meta.tta_flip else "")
+                + f": {(1 + crops) * (2 if meta.tta_flip else 1)} network runs per face, averaged")
+    return text
 
 
 def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None = None, notes: str = "") -> str:
@@ -53,7 +81,7 @@ def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None =
              f"{meta.preprocess['input_size']}x{meta.preprocess['input_size']} {meta.preprocess['color_mode']}, "
              f"face box widened x{meta.preprocess['widen']}. Architecture `{meta.arch}`, "
              f"{extra.get('n_params', 0):,} parameters, {size_mb:.1f} MB (`model.keras`, float32). "
-             f"Test-time flip averaging: {'yes' if meta.tta_flip else 'no'}.", "",
+             f"Test-time views: {_views_line(meta)}.", "",
              "## Training", "",
              f"- command: `{meta.command}`",
              f"- data: {data.get('dataset')} at `{data.get('root')}`; faces detected {data.get('faces_detected')}, "

@@ -27,13 +27,15 @@ def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: fl
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(x))
     pred = decide(probs, clf.task, clf.meta.threshold if threshold is None else threshold)
     out = classification_report(np.asarray(y), probs, list(clf.task.class_names), pred)
-    out.update(n_images=int(len(y)), classify_ms_per_face=round(ms, 3), tta_flip=clf.meta.tta_flip)
+    out.update(n_images=int(len(y)), classify_ms_per_face=round(ms, 3), tta_flip=clf.meta.tta_flip,
+               tta_crops=len(clf.crops), model_runs_per_face=clf.n_views)
     return out
 
 
 def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: str = "auto",
-                     limit: int = 0) -> dict:
-    """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set."""
+                     limit: int = 0, crops: bool = True) -> dict:
+    """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set;
+    `crops=False` leaves out the model's extra test-time crops."""
     from dataclasses import replace
 
     from core.detect import DetectorConfig
@@ -43,7 +45,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
 
     meta = ModelMeta.load(Path(model))
     ds = load_dataset(data, meta.validate())   # model and dataset errors come before TensorFlow loads
-    clf = Classifier(model)
+    clf = Classifier(model, crops=crops)
     if ds.name in ("folders",):
         mask = np.ones(len(ds.samples), bool)
         split = "all"

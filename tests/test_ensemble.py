@@ -1,0 +1,62 @@
+"""Ensembles (`training.ensemble`): several real models of one task saved as one averaged model folder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.model import META_FILE, MODEL_FILE, Classifier
+from test_model import MODELS, copy_model
+from training.config import ConfigError
+from training.ensemble import build_ensemble, main, make_ensemble
+
+
+def _other_smile_model(folder):
+    """A second, different smile model: the shipped one with its last layer's weights perturbed."""
+    import keras
+
+    model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
+    last = [layer for layer in model.layers if layer.get_weights()][-1]
+    rng = np.random.default_rng(0)
+    last.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in last.get_weights()])
+    model.save(folder / MODEL_FILE)
+    return folder
+
+
+def test_ensemble_averages_its_members(tmp_path, smile_classifier):
+    other = _other_smile_model(copy_model("smile", tmp_path / "other"))
+    out = tmp_path / "ens"
+    assert main(["--members", str(MODELS / "smile"), str(other), "--out", str(out)]) == 0
+    ens = Classifier(out)
+    assert ens.task.name == "smile" and ens.n_params == 2 * smile_classifier.n_params
+    x = np.random.default_rng(3).integers(0, 256, (6, 64, 64, 1), dtype=np.uint8)
+    a, b = smile_classifier.predict(x), Classifier(other, warm_up=False).predict(x)
+    assert np.abs(a - b).max() > 0.01            # the members disagree, so the mean is a real test
+    np.testing.assert_allclose(ens.predict(x), (a + b) / 2, atol=1e-5)
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["arch"].startswith("ensemble of 2 x ") and meta["tta_crops"] == []
+    assert [m["folder"] for m in meta["extra"]["ensemble"]] == [str(MODELS / "smile"), str(other)]
+    assert meta["command"].startswith("python -m training.ensemble --members")
+    assert meta["preprocess"] == smile_classifier.meta.preprocess
+
+
+def test_ensemble_with_corner_crops(tmp_path):
+    make_ensemble([MODELS / "smile", MODELS / "smile"], tmp_path / "ens", crops="corners")
+    clf = Classifier(tmp_path / "ens", warm_up=False)
+    assert clf.n_views == 10 and len(clf.meta.tta_crops) == 4
+
+
+def test_members_of_different_tasks_are_refused(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="differs from"):
+        make_ensemble([MODELS / "smile", MODELS / "expression"], tmp_path / "ens")
+    with pytest.raises(ConfigError, match="at least two members"):
+        make_ensemble([MODELS / "smile"], tmp_path / "ens")
+    assert main(["--members", str(MODELS / "smile"), str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
+    assert "no metadata.json" in capsys.readouterr().err
+    assert not (tmp_path / "ens").exists() and not (tmp_path / "e").exists()
+
+
+def test_build_ensemble_output_shape():
+    model = build_ensemble([MODELS / "expression", MODELS / "expression"])
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)

@@ -1,0 +1,128 @@
+"""Several trained models of one task as one averaged model folder, chosen on validation:
+`python -m training.ensemble --members models/expression runs/expression-b --out <folder> [--crops corners]`.
+
+The members' probabilities are averaged inside a single Keras model, so the result is an ordinary
+model folder: every command, page and test loads it like any other, and its latency is the
+latency `python -m bench` reports for it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from core.fileio import write_json_atomic
+from core.model import CORNER_CROPS, MODEL_FILE, Classifier, ModelError, ModelMeta
+from training.config import ConfigError
+
+CROP_SETS = {"none": [], "corners": CORNER_CROPS}
+
+
+def build_ensemble(members: list[Path]):
+    """One Keras model whose output is the mean of the members' probabilities."""
+    import keras
+
+    models = []
+    for i, folder in enumerate(members):
+        m = keras.saving.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)
+        m.name = f"member_{i}"  # unique names keep each member's weights apart in the saved file
+        models.append(m)
+    shapes = {tuple(m.input_shape) for m in models}
+    if len(shapes) != 1:
+        raise ConfigError(f"members take different inputs: {sorted(shapes)}")
+    inp = keras.Input(models[0].input_shape[1:], name="face")
+    out = keras.layers.Average(name="mean_probabilities")([m(inp) for m in models])
+    return keras.Model(inp, out, name=f"ensemble_of_{len(models)}")
+
+
+def member_metas(members: list[Path]) -> list[ModelMeta]:
+    """Each member's metadata, checked to be of one task and one preprocessing."""
+    metas = [ModelMeta.load(Path(f)) for f in members]
+    for f, m in zip(members, metas):
+        m.validate()
+        if (m.task, m.preprocess, m.extra.get("split")) != (metas[0].task, metas[0].preprocess,
+                                                            metas[0].extra.get("split")):
+            raise ConfigError(f"{f}: task, preprocessing or data split differs from {members[0]}")
+    return metas
+
+
+def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "none", command: str = "") -> Path:
+    """Write the ensemble model folder `out` (model.keras + metadata.json)."""
+    if len(members) < 2:
+        raise ConfigError("an ensemble needs at least two members")
+    if crops not in CROP_SETS:
+        raise ConfigError(f"--crops must be one of {sorted(CROP_SETS)}")
+    members = [Path(m) for m in members]
+    metas = member_metas(members)
+    model = build_ensemble(members)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (MODEL_FILE + ".tmp.keras")
+    model.save(tmp)
+    tmp.replace(out / MODEL_FILE)
+    first = metas[0]
+    meta = replace(first, arch=f"ensemble of {len(members)} x {first.arch}", tta_crops=CROP_SETS[crops],
+                   metrics={}, command=command, created=dt.datetime.now().isoformat(timespec="seconds"),
+                   extra={**{k: v for k, v in first.extra.items() if k in ("split", "data")},
+                          "n_params": int(model.count_params()),
+                          "precision": first.extra.get("precision"),
+                          "ensemble": [{"folder": str(f), "arch": m.arch, "command": m.command,
+                                        "created": m.created, "metrics": m.metrics,
+                                        "n_params": m.extra.get("n_params"),
+                                        "train_config": m.extra.get("train_config"),
+                                        "swa": m.extra.get("swa")}
+                                       for f, m in zip(members, metas)]})
+    meta.save(out)
+    return out
+
+
+def validation_table(folders: list[Path], data: str, limit: int = 0) -> list[dict]:
+    """Validation accuracy of each folder with and without its extra crops (test splits untouched)."""
+    from training.evaluate import evaluate_dataset
+
+    rows = []
+    for f in folders:
+        for crops in (False, True) if ModelMeta.load(f).tta_crops else (False,):
+            ev = evaluate_dataset(f, data, split="val", faces="auto", limit=limit, crops=crops)
+            rows.append({"model": str(f), "crops": crops, "val_accuracy": ev["accuracy"],
+                         "val_balanced_accuracy": ev["balanced_accuracy"],
+                         "classify_ms_per_face": ev["classify_ms_per_face"]})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.splitlines()[0])
+    p.add_argument("--members", nargs="+", required=True, help="model or run folders of one task")
+    p.add_argument("--out", required=True, help="the ensemble's model folder")
+    p.add_argument("--crops", default="none", choices=sorted(CROP_SETS),
+                   help="extra test-time views: the four corner crops (ten-crop test with flip averaging)")
+    p.add_argument("--data", help="dataset: print validation figures for the members and the ensemble")
+    p.add_argument("--json", help="write those validation figures here")
+    args = p.parse_args(argv)
+    command = "python -m training.ensemble " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        out = make_ensemble(args.members, args.out, args.crops, command)
+        print(f"wrote {out}")
+        if args.data:
+            rows = validation_table([Path(m) for m in args.members] + [out], args.data)
+            meta = ModelMeta.load(out)
+            meta.metrics = {"val_accuracy": rows[-1]["val_accuracy"]}
+            meta.extra["validation"] = rows
+            meta.save(out)
+            for r in rows:
+                print(f"{r['model']:<40} crops={'yes' if r['crops'] else 'no ':<4} val {r['val_accuracy']:.2%} "
+                      f"balanced {r['val_balanced_accuracy']:.2%}  {r['classify_ms_per_face']:.2f} ms/face")
+            if args.json:
+                write_json_atomic(Path(args.json), {"validation": rows})
+    except (ConfigError, ModelError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
