@@ -44,9 +44,9 @@ def machine_info() -> dict:
 
 
 def run_benchmark(model: str | Path, media: str | Path, iterations: int = 200, min_seconds: float = 2.0,
-                  detector: DetectorConfig | None = None) -> dict:
+                  detector: DetectorConfig | None = None, crops: bool = True) -> dict:
     """All figures as a JSON-ready dict (see the module docstring)."""
-    clf = Classifier(model)
+    clf = Classifier(model, crops=crops)
     det = FaceDetector(detector or LIVE_DETECTOR)
     pipe = Pipeline(clf, det)
     imgs = frames(media)
@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-seconds", type=float, default=2.0, help="time each measurement for at least this long")
     p.add_argument("--detector", action="append", default=[], metavar="KEY=VALUE",
                    help="a DetectorConfig setting to try, e.g. max_side=240 (repeatable)")
+    p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops")
     p.add_argument("--sweep", action="store_true", help="also time other detector settings (see bench/sweep.py)")
     p.add_argument("--genki", help="GENKI-4K folder: the sweep adds each setting's face-found rate (minutes)")
     args = p.parse_args(argv)
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
         if args.task and task.name != args.task:
             raise ModelError(f"{model} is a '{task.name}' model, not a '{args.task}' model")
         frames(args.media)  # a missing media folder is reported before the model loads
-        result = run_benchmark(model, args.media, args.iterations, args.min_seconds, detector)
+        result = run_benchmark(model, args.media, args.iterations, args.min_seconds, detector, not args.no_crops)
         if args.sweep or args.genki:
             from bench.sweep import sweep
 

@@ -93,6 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--threshold", type=float, help="smile probability above which a face smiles "
                    "(binary tasks; default: the model's own)")
+    p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops (faster)")
     p.add_argument("--annotate", metavar="OUTDIR", help="also write each image with boxes and labels here")
     return p.parse_args(argv)
 
@@ -109,7 +110,7 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
             raise ModelError(f"--threshold applies to binary tasks; '{task.name}' picks the likeliest class")
         if not 0.0 <= args.threshold <= 1.0:
             raise ModelError(f"--threshold must be between 0 and 1, not {args.threshold}")
-    return Pipeline(Classifier(folder, warm_up=False), FaceDetector(), args.threshold)
+    return Pipeline(Classifier(folder, warm_up=False, crops=not args.no_crops), FaceDetector(), args.threshold)
 
 
 def main(argv=None) -> int:

@@ -30,11 +30,13 @@ _leave_legacy_pages_mode()
 
 @dataclass(frozen=True)
 class Selection:
-    """What the sidebar picked: a task, one of its models (None if it has none) and a decision threshold."""
+    """What the sidebar picked: a task, one of its models (None if it has none), a decision threshold and
+    whether the model's extra test-time crops are used."""
 
     task: Task
     model_path: Path | None
     threshold: float | None          # binary tasks only; None: the model decides (argmax)
+    crops: bool = True
 
     @property
     def model_key(self) -> tuple[str, float]:
@@ -92,16 +94,25 @@ def sidebar() -> Selection:
                                   on_change=_keep, args=(key,),
                                   help=f"A face is '{task.positive_class}' when its probability reaches this. "
                                        f"The model's own choice is {meta.threshold:.2f}.")
+        crops = True
+        if meta.tta_crops:
+            key = f"crops.{path}"
+            views = (1 + len(meta.tta_crops)) * (2 if meta.tta_flip else 1)
+            crops = st.toggle("Extra test-time crops", key=remember(key, True), on_change=_keep, args=(key,),
+                              help=f"The model averages {views} views of each face (the face, {len(meta.tta_crops)} "
+                                   f"corner crops, each mirrored): more accurate, about {views // 2}x the "
+                                   "classifier's time. Off: the face and its mirror image only (faster, for "
+                                   "live video on a slow machine).")
         if meta.arch or meta.metrics:
             acc = meta.metrics.get("test_accuracy")
             st.caption(f"{meta.arch or 'model'}" + (f" · test accuracy {acc:.1%}" if acc is not None else ""))
-    return Selection(task, Path(path), threshold)
+    return Selection(task, Path(path), threshold, crops)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
-def load_classifier(path: str, mtime: float) -> Classifier:
-    """One loaded model per (folder, file time), shared by all sessions."""
-    return Classifier(path)
+def load_classifier(path: str, mtime: float, crops: bool = True) -> Classifier:
+    """One loaded model per (folder, file time, views), shared by all sessions."""
+    return Classifier(path, crops=crops)
 
 
 @st.cache_resource(show_spinner=False)
@@ -110,8 +121,9 @@ def get_detector(config: DetectorConfig = DetectorConfig()) -> FaceDetector:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _pipeline(path: str, mtime: float, threshold: float | None, detector: DetectorConfig) -> Pipeline:
-    return Pipeline(load_classifier(path, mtime), get_detector(detector), threshold)
+def _pipeline(path: str, mtime: float, threshold: float | None, detector: DetectorConfig,
+              crops: bool = True) -> Pipeline:
+    return Pipeline(load_classifier(path, mtime, crops), get_detector(detector), threshold)
 
 
 def get_pipeline(selection: Selection, detector: DetectorConfig = DetectorConfig()) -> Pipeline:
@@ -121,7 +133,7 @@ def get_pipeline(selection: Selection, detector: DetectorConfig = DetectorConfig
                 "or pick another task in the sidebar.")
         st.stop()
     try:
-        return _pipeline(*selection.model_key, selection.threshold, detector)
+        return _pipeline(*selection.model_key, selection.threshold, detector, selection.crops)
     except ModelError as exc:
         show_error(f"The model cannot be used: {exc}")
         st.stop()

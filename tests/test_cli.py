@@ -78,6 +78,26 @@ def test_predict_expression_task():
     assert abs(sum(face[f"p_{c}"] for c in EXPRESSIONS) - 1) < 1e-3
 
 
+@needs_media
+def test_predict_with_and_without_test_time_crops(tmp_path):
+    """A model whose metadata asks for corner crops answers differently; --no-crops gives flip averaging only."""
+    from core.model import CORNER_CROPS
+    from test_model import copy_model
+
+    plain = copy_model("expression", tmp_path / "plain", tta_crops=[])
+    ten = copy_model("expression", tmp_path / "ten", tta_crops=CORNER_CROPS)
+
+    def probs(*args):
+        proc = cli("core.predict", str(HAPPY), "--json", *args)
+        assert proc.returncode == 0, proc.stderr
+        (face,) = json.loads(proc.stdout)["images"][0]["faces"]
+        return np.array([face[f"p_{c}"] for c in sorted(EXPRESSIONS)])
+
+    flip_only = probs("--model", str(plain))
+    np.testing.assert_allclose(probs("--model", str(ten), "--no-crops"), flip_only, atol=1e-4)
+    assert np.abs(probs("--model", str(ten)) - flip_only).max() > 1e-3
+
+
 def test_predict_refuses_bad_options(bad_files):
     proc = cli("core.predict", str(bad_files["blank"]), "--task", "expression", "--threshold", "0.7")
     assert proc.returncode == 2 and "--threshold applies to binary tasks" in proc.stderr

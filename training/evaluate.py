@@ -76,10 +76,11 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test", choices=SPLIT_CHOICES)
     p.add_argument("--faces", default="auto", choices=("auto", "detect", "cropped"))
     p.add_argument("--limit", type=int, default=0, help="evaluate an evenly spaced subset of this size")
+    p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     try:
-        out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit)
+        out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit, not args.no_crops)
     except (ModelError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
