@@ -8,6 +8,7 @@ import pytest
 
 from core.model import META_FILE, MODEL_FILE, Classifier
 from test_model import MODELS, copy_model
+from tiny_dataset import GENKI, make_mini_genki
 from training.config import ConfigError
 from training.ensemble import build_ensemble, main, make_ensemble
 
@@ -60,3 +61,26 @@ def test_members_of_different_tasks_are_refused(tmp_path, capsys):
 def test_build_ensemble_output_shape():
     model = build_ensemble([MODELS / "expression", MODELS / "expression"])
     assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
+
+
+@pytest.mark.skipif(not GENKI.is_dir(), reason=f"{GENKI} is absent (shared datasets live beside the repo)")
+def test_choosing_on_validation_and_scoring_the_test_split(tmp_path, monkeypatch, capsys):
+    """`--data`: every member's and the ensemble's validation figures, a threshold tuned on validation,
+    and the test split evaluated for the record (eval.json, metrics.test_accuracy)."""
+    monkeypatch.setenv("GRIN_CACHE", str(tmp_path / "cache"))
+    data = make_mini_genki(tmp_path / "genki", per_class=20)
+    other = _other_smile_model(copy_model("smile", tmp_path / "other"))
+    out = tmp_path / "ens"
+    assert main(["--members", str(MODELS / "smile"), str(other), "--out", str(out), "--crops", "corners",
+                 "--data", str(data), "--json", str(tmp_path / "val.json")]) == 0
+    meta = json.loads((out / META_FILE).read_text())
+    rows = meta["extra"]["validation"]
+    assert [(r["model"], r["crops"]) for r in rows] == [(str(MODELS / "smile"), False), (str(other), False),
+                                                        (str(out), False), (str(out), True)]
+    assert all(0 <= r["val_accuracy"] <= 1 for r in rows)
+    assert meta["metrics"]["val_accuracy"] == rows[-1]["val_accuracy"]
+    assert 0.2 <= meta["threshold"] <= 0.8
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["split"] == "test" and ev["n_images"] >= 4 and meta["metrics"]["test_accuracy"] == ev["accuracy"]
+    assert json.loads((tmp_path / "val.json").read_text())["validation"] == rows
+    assert "crops=yes" in capsys.readouterr().out

@@ -80,17 +80,37 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "none
     return out
 
 
-def validation_table(folders: list[Path], data: str, limit: int = 0) -> list[dict]:
-    """Validation accuracy of each folder with and without its extra crops (test splits untouched)."""
-    from training.evaluate import evaluate_dataset
+def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
+    """Validation figures for every member and for the ensemble with and without its crops; a binary
+    task's threshold tuned on validation; then the test split evaluated for the record (as a training
+    run does), never used to choose. Updates the ensemble's metadata and writes its eval.json."""
+    from training.data import prepare
+    from training.evaluate import evaluate_arrays
+    from training.split import SplitConfig
+    from training.train import tune_threshold
 
+    meta = ModelMeta.load(out)
+    task = meta.validate()
+    prep = prepare(task.name, data, SplitConfig(**meta.extra.get("split", {})))
+    va, te = prep.parts["val"], prep.parts["test"]
     rows = []
-    for f in folders:
-        for crops in (False, True) if ModelMeta.load(f).tta_crops else (False,):
-            ev = evaluate_dataset(f, data, split="val", faces="auto", limit=limit, crops=crops)
-            rows.append({"model": str(f), "crops": crops, "val_accuracy": ev["accuracy"],
+    for folder in [*members, out]:
+        for crops in (False, True) if ModelMeta.load(folder).tta_crops else (False,):
+            clf = Classifier(folder, warm_up=False, crops=crops)
+            if folder == out and task.is_binary:
+                clf.meta.threshold = meta.threshold = tune_threshold(clf.predict(va.x), va.y, task)
+            ev = evaluate_arrays(clf, va.x, va.y)
+            rows.append({"model": str(folder), "crops": crops, "val_accuracy": ev["accuracy"],
                          "val_balanced_accuracy": ev["balanced_accuracy"],
                          "classify_ms_per_face": ev["classify_ms_per_face"]})
+    meta.metrics = {"val_accuracy": rows[-1]["val_accuracy"]}
+    meta.extra["validation"] = rows
+    if len(te.y):
+        result = evaluate_arrays(Classifier(out, warm_up=False), te.x, te.y, meta.threshold)
+        result["split"] = "test"
+        write_json_atomic(out / "eval.json", result)
+        meta.metrics.update(test_accuracy=result["accuracy"], test_balanced_accuracy=result["balanced_accuracy"])
+    meta.save(out)
     return rows
 
 
@@ -100,7 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="the ensemble's model folder")
     p.add_argument("--crops", default="none", choices=sorted(CROP_SETS),
                    help="extra test-time views: the four corner crops (ten-crop test with flip averaging)")
-    p.add_argument("--data", help="dataset: print validation figures for the members and the ensemble")
+    p.add_argument("--data", help="dataset: validation figures for the members and the ensemble (and a "
+                   "binary task's threshold tuned on validation); the test split is then evaluated for the record")
     p.add_argument("--json", help="write those validation figures here")
     args = p.parse_args(argv)
     command = "python -m training.ensemble " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -108,11 +129,7 @@ def main(argv=None) -> int:
         out = make_ensemble(args.members, args.out, args.crops, command)
         print(f"wrote {out}")
         if args.data:
-            rows = validation_table([Path(m) for m in args.members] + [out], args.data)
-            meta = ModelMeta.load(out)
-            meta.metrics = {"val_accuracy": rows[-1]["val_accuracy"]}
-            meta.extra["validation"] = rows
-            meta.save(out)
+            rows = choose_and_score([Path(m) for m in args.members], out, args.data)
             for r in rows:
                 print(f"{r['model']:<40} crops={'yes' if r['crops'] else 'no ':<4} val {r['val_accuracy']:.2%} "
                       f"balanced {r['val_balanced_accuracy']:.2%}  {r['classify_ms_per_face']:.2f} ms/face")
