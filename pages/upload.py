@@ -31,8 +31,9 @@ def display_copy(image, faces: list[Face]):
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def analyse_image(data: bytes, name: str, model_key: tuple, threshold: float | None, _pipeline) -> dict:
-    """Faces of one uploaded image (cached per file, model and threshold): the annotated picture
+def analyse_image(data: bytes, name: str, model_key: tuple, threshold: float | None, crops: bool,
+                  _pipeline) -> dict:
+    """Faces of one uploaded image (cached per file, model, threshold and views): the annotated picture
     for display, one table row per face, or an error message."""
     try:
         image = load_image(data, name)
@@ -48,7 +49,8 @@ def images_tab(files, selection: Selection) -> None:
         st.caption("JPEG, PNG, BMP, WebP, GIF or TIFF; as many as you like.")
         return
     pipeline = get_pipeline(selection)
-    results = [analyse_image(f.getvalue(), f.name, selection.model_key, selection.threshold, pipeline) for f in files]
+    results = [analyse_image(f.getvalue(), f.name, selection.model_key, selection.threshold,
+                             selection.crops, pipeline) for f in files]
     rows = [r for res in results for r in res["rows"]]
     if rows:
         table = pd.DataFrame(rows)
@@ -72,7 +74,7 @@ def video_tab(file, selection: Selection) -> None:
         st.caption(f"MP4, MOV, AVI, MKV or WebM; up to {LIMITS.max_seconds:.0f} s and "
                    f"{LIMITS.max_bytes // 2**20} MB.")
         return
-    key = (file.file_id, selection.model_key, selection.threshold)
+    key = (file.file_id, selection.model_key, selection.threshold, selection.crops)
     done = st.session_state.get("upload.video")
     if done is None or done["key"] != key:
         done = st.session_state["upload.video"] = run_video(file, key, get_pipeline(selection))
