@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shlex
 import sys
 from dataclasses import replace
@@ -18,6 +17,7 @@ from pathlib import Path
 from core.fileio import write_json_atomic
 from core.model import CORNER_CROPS, MODEL_FILE, Classifier, ModelError, ModelMeta
 from training.config import ConfigError
+from training.train import save_model_atomic, tune_threshold
 
 CROP_SETS = {"none": [], "corners": CORNER_CROPS}
 
@@ -61,9 +61,7 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "none
     model = build_ensemble(members)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (MODEL_FILE + ".tmp.keras")
-    model.save(tmp)
-    tmp.replace(out / MODEL_FILE)
+    save_model_atomic(model, out / MODEL_FILE)
     first = metas[0]
     meta = replace(first, arch=f"ensemble of {len(members)} x {first.arch}", tta_crops=CROP_SETS[crops],
                    metrics={}, command=command, created=dt.datetime.now().isoformat(timespec="seconds"),
@@ -87,7 +85,6 @@ def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
     from training.data import prepare
     from training.evaluate import evaluate_arrays
     from training.split import SplitConfig
-    from training.train import tune_threshold
 
     meta = ModelMeta.load(out)
     task = meta.validate()
