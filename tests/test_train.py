@@ -161,3 +161,17 @@ def test_config_from_dict_refuses_unknown_settings():
         TrainConfig.from_dict({"task": "smile", "colour": "red"})
     cfg = TrainConfig(data="x", epochs=3)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_the_seed_leaves_the_split_alone(finished_run):
+    """--seed 3 changes weights and shuffling, not the split (kept at --split-seed 42), so runs with
+    different seeds are scored on the same validation faces and can be compared or ensembled."""
+    cfg = Run(finished_run).config()["config"]
+    assert cfg["seed"] == 3 and cfg["split_seed"] == 42
+    meta = json.loads((finished_run / "metadata.json").read_text())
+    assert meta["extra"]["split"]["seed"] == 42
+
+
+def test_runs_made_before_the_split_seed_existed_keep_their_split():
+    old = {k: v for k, v in TrainConfig(data="x", seed=7).to_dict().items() if k != "split_seed"}
+    assert TrainConfig.from_dict(old).split_seed == 7

@@ -51,7 +51,8 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    seed: int = 42
+    seed: int = 42               # weights, shuffling and augmentation
+    split_seed: int = 42         # the train/validation/test split: keep it to compare or ensemble runs
     limit: int = 0               # use at most this many training images (quick runs); 0 is all
     faces: str = "auto"
     precision: str = "auto"
@@ -73,6 +74,8 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        if "split_seed" not in d and "seed" in d:   # runs made before the two seeds were separate
+            d = {**d, "split_seed": d["seed"]}
         return cls(**d)
 
     def resolved_arch(self) -> str:

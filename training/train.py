@@ -235,7 +235,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
     try:
         keras.utils.set_random_seed(cfg.seed)
         precision = set_precision(cfg.precision)
-        split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m))
         task = prep.task
@@ -359,7 +359,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     p.add_argument("--arch", default="")
     p.add_argument("--width", type=int, default=0)
     p.add_argument("--init", default="", help="start from this model folder's weights (fine-tuning)")
-    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "limit", "patience", "main_repeat", "swa_epochs"):
+    for name in ("epochs", "batch_size", "warmup_epochs", "seed", "split_seed", "limit", "patience", "main_repeat", "swa_epochs"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("lr", "swa_lr", "weight_decay", "l2", "dropout", "label_smoothing", "val_fraction", "test_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
@@ -383,6 +383,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                       weight_decay=args.weight_decay, l2=args.l2, dropout=args.dropout,
                       label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=aug,
                       val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                      split_seed=args.split_seed,
                       limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
                       tta_flip=not args.no_tta, swa_epochs=args.swa_epochs,
                       swa_lr=args.swa_lr)
