@@ -21,17 +21,9 @@ class DetectorConfig:
     # Photos (not live video) get a second, more permissive pass when the first finds nothing.
     retry_scale_factor: float = 1.05
     retry_min_neighbors: int = 3
-    # ...and, if that finds nothing either, the same search on copies rotated by these angles
-    # (degrees): the frontal cascade misses heads tilted beyond ~25 degrees.
-    retry_angles: tuple[float, ...] = (10.0, -10.0, 20.0, -20.0, 30.0, -30.0)
-
-    def __post_init__(self):
-        object.__setattr__(self, "retry_angles", tuple(float(a) for a in self.retry_angles))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["retry_angles"] = list(self.retry_angles)
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "DetectorConfig":
@@ -84,37 +76,5 @@ class FaceDetector:
             found = self._cascade().detectMultiScale(
                 small, scaleFactor=cfg.retry_scale_factor, minNeighbors=cfg.retry_min_neighbors,
                 minSize=(min_side, min_side))
-            if len(found) == 0:
-                found = self._rotated_search(small, min_side)
         boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: -b[2] * b[3])
-
-    def _rotated_search(self, gray: np.ndarray, min_side: int) -> np.ndarray:
-        """The permissive search on copies rotated by each of `retry_angles`; the angle whose best
-        box gathered the most neighbouring detections wins (a false find rarely gathers many).
-        Boxes keep their size, centred where the face is in the unrotated image, so the crop holds
-        the tilted face, as rotation augmentation taught the models."""
-        cfg = self.config
-        h, w = gray.shape[:2]
-        best, best_votes = np.zeros((0, 4)), 0
-        for angle in cfg.retry_angles:
-            m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-            rotated = cv2.warpAffine(gray, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            found, votes = self._cascade().detectMultiScale2(
-                rotated, scaleFactor=cfg.retry_scale_factor, minNeighbors=cfg.retry_min_neighbors,
-                minSize=(min_side, min_side))
-            found = np.asarray(found).reshape(-1, 4)
-            if len(found) and int(np.max(votes)) > best_votes:
-                back = cv2.invertAffineTransform(m)
-                centres = np.c_[found[:, :2] + found[:, 2:] / 2, np.ones(len(found))] @ back.T
-                best = _clip_boxes(np.c_[centres - found[:, 2:] / 2, found[:, 2:]], w, h)
-                best_votes = int(np.max(votes))
-        return best
-
-
-def _clip_boxes(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Shift boxes (x, y, bw, bh) to lie inside a w x h image where they can."""
-    b = boxes.astype(float).copy()
-    b[:, 0] = np.clip(b[:, 0], 0, np.maximum(0, w - b[:, 2]))
-    b[:, 1] = np.clip(b[:, 1], 0, np.maximum(0, h - b[:, 3]))
-    return b

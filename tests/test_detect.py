@@ -104,25 +104,3 @@ def test_config_round_trips_through_a_dict():
     cfg = DetectorConfig(max_side=240, scale_factor=1.2, min_face_frac=0.15)
     assert DetectorConfig.from_dict({**cfg.to_dict(), "other": 1}) == cfg
     assert DetectorConfig.from_dict(None) == DetectorConfig()
-
-
-@needs_media
-@pytest.mark.parametrize("angle", [40, -40])
-def test_tilted_heads_are_found_by_the_rotated_pass_for_photos(detector, angle):
-    """A face tilted 40 degrees: the upright passes miss it, the rotated pass finds it, and the box
-    sits where the face is in the tilted photo (its centre is the upright box's centre, rotated)."""
-    img = load_image(EXPRESSIONS / "happy.jpg")
-    h, w = img.shape[:2]
-    pad = cv2.copyMakeBorder(img, h // 2, h // 2, w // 2, w // 2, cv2.BORDER_REPLICATE)
-    (x, y, bw, bh), = detector.detect(pad)
-    m = cv2.getRotationMatrix2D((pad.shape[1] / 2, pad.shape[0] / 2), angle, 1.0)
-    tilted = cv2.warpAffine(pad, m, (pad.shape[1], pad.shape[0]), borderMode=cv2.BORDER_REPLICATE)
-    no_rotation = FaceDetector(DetectorConfig(retry_angles=()))
-    assert no_rotation.detect(tilted, thorough=True) == []
-    assert detector.detect(tilted) == []          # live video: no rotated search
-    boxes = detector.detect(tilted, thorough=True)
-    assert len(boxes) == 1
-    cx, cy = m @ np.array([x + bw / 2, y + bh / 2, 1.0])
-    tx, ty, tw, th = boxes[0]
-    assert abs(tx + tw / 2 - cx) < 0.15 * bw and abs(ty + th / 2 - cy) < 0.15 * bh, (boxes, (cx, cy))
-    assert 0.7 * bw < tw < 1.3 * bw
