@@ -135,6 +135,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--optimizer", "magic"], "optimizer must be one of adamw, adam, sgd"),
     (["--task", "age"], "task must be one of smile, expression, not 'age'"),
     (["--arch", "huge"], "architecture must be one of"),
+    (["--split-seed", "-1"], "split seed must be between 0 and 4294967295, not -1"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(args, reason, faces, tmp_path, capsys):
     out = tmp_path / "never"

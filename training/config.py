@@ -106,6 +106,8 @@ class TrainConfig:
         need(0 <= self.dropout < 1, f"dropout must be in [0, 1), not {self.dropout}")
         need(0 <= self.label_smoothing < 0.5, "label smoothing must be in [0, 0.5)")
         need(self.class_weights in CLASS_WEIGHTS, f"class weights must be one of {', '.join(CLASS_WEIGHTS)}")
+        for label, seed in (("seed", self.seed), ("split seed", self.split_seed)):
+            need(0 <= seed < 2**32, f"{label} must be between 0 and {2**32 - 1}, not {seed}")
         need(0 < self.val_fraction < 0.5 and 0 <= self.test_fraction < 0.5
              and self.val_fraction + self.test_fraction < 0.8, "validation/test fractions must leave training data")
         need(not self.init or (Path(self.init) / "model.keras").is_file(),
