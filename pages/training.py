@@ -81,7 +81,7 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
         c = st.columns(4)
         seed = c[0].number_input("Seed", 0, 2**31 - 1, D.seed, key="train.seed",
                                  help="Initial weights, shuffling and augmentation. The train/validation/test "
-                                      "split stays the same (seed 42), so runs can be compared.")
+                                      f"split stays the same (seed {D.split_seed}), so runs can be compared.")
         patience = c[1].number_input("Early stopping patience (0: off)", 0, 1000, D.patience, key="train.patience")
         name = c[2].text_input("Run name (optional)", key="train.name")
         if not st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):

@@ -14,6 +14,7 @@ import pytest
 from core.model import Classifier
 from tiny_dataset import make_class_folders
 from training.config import ConfigError, TrainConfig
+from training.launcher import summary
 from training.runs import Run
 from training.train import main, train
 
@@ -171,6 +172,8 @@ def test_the_seed_leaves_the_split_alone(finished_run):
     assert cfg["seed"] == 3 and cfg["split_seed"] == 42
     meta = json.loads((finished_run / "metadata.json").read_text())
     assert meta["extra"]["split"]["seed"] == 42
+    row = summary(Run(finished_run))          # the training page's table of runs shows both
+    assert (row["seed"], row["split seed"]) == (3, 42)
 
 
 def test_runs_made_before_the_split_seed_existed_keep_their_split():

@@ -174,6 +174,7 @@ def summary(run: Run) -> dict:
         "epochs": f"{last.get('epoch', 0)}/{cfg.get('epochs')}", "batch": cfg.get("batch_size"),
         "optimizer": cfg.get("optimizer"), "lr": cfg.get("lr"), "schedule": cfg.get("schedule"),
         "dropout": cfg.get("dropout"), "limit": cfg.get("limit") or None, "seed": cfg.get("seed"),
+        "split seed": cfg.get("split_seed", cfg.get("seed")),   # runs before split_seed used one seed
         "train acc": last.get("accuracy"), "best val acc": last.get("best_val_accuracy"),
         "test acc": ev.get("accuracy"), "test bal. acc": ev.get("balanced_accuracy"),
         "train time (s)": round(sum(m.get("time", 0.0) for m in metrics), 1) if metrics else None,
