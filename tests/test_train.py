@@ -179,3 +179,42 @@ def test_the_seed_leaves_the_split_alone(finished_run):
 def test_runs_made_before_the_split_seed_existed_keep_their_split():
     old = {k: v for k, v in TrainConfig(data="x", seed=7).to_dict().items() if k != "split_seed"}
     assert TrainConfig.from_dict(old).split_seed == 7
+
+
+def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finished_run, faces, tmp_path):
+    """A final model (--fit-val): the validation faces join training, the test faces stay out, the
+    last epoch is kept, and the threshold comes from the --init model (nothing unseen to tune on)."""
+    out = tmp_path / "final"
+    init = tmp_path / "init"
+    init.mkdir()
+    for name in ("model.keras", "metadata.json"):
+        (init / name).write_bytes((finished_run / name).read_bytes())
+    meta = json.loads((init / "metadata.json").read_text())
+    meta["threshold"] = 0.62
+    (init / "metadata.json").write_text(json.dumps(meta))
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "2", "--init", str(init),
+                     "--fit-val", "--limit", "0"]) == 0
+    from training.data import prepare
+    from training.split import SplitConfig
+
+    before = prepare("smile", str(faces), SplitConfig()).summary()["split_sizes"]
+    after = json.loads((out / "metadata.json").read_text())
+    sizes = after["extra"]["data"]["split_sizes"]
+    assert sizes["train"] == before["train"] + before["val"] and sizes["test"] == before["test"]
+    assert after["metrics"]["epoch"] == 2 and after["metrics"]["fit_val"] is True
+    assert "val_accuracy" not in after["metrics"]
+    assert after["threshold"] == 0.62
+    assert all(r["val_in_training"] for r in Run(out).metrics())
+    from training.card import _selection_line
+    from core.model import ModelMeta
+
+    assert "no validation figure; the last epoch (2) is kept" in _selection_line(ModelMeta.load(out))
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--patience", "3"], "nothing is left to stop early on"),
+    (["--swa-epochs", "1"], "nothing is left to judge the weight average on"),
+])
+def test_fit_val_refuses_settings_that_need_validation(args, reason, faces, tmp_path, capsys):
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(tmp_path / "r"), "--fit-val", *args]) == 2
+    assert reason in capsys.readouterr().err

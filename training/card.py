@@ -57,6 +57,11 @@ def _selection_line(meta: ModelMeta) -> str:
         return (f"- weights: the mean of epochs {min(swa['epochs'])}-{max(swa['epochs'])} (SWA, batch-norm "
                 f"statistics recomputed), validation accuracy {_pct(swa['val_accuracy'])} against "
                 f"{_pct(swa['best_single_epoch_val_accuracy'])} for the best single epoch")
+    if meta.metrics.get("fit_val"):
+        return (f"- a final model: trained on the training and validation faces (`--fit-val`), so there is no "
+                f"validation figure; the last epoch ({meta.metrics.get('epoch')}) is kept"
+                + (f" and the decision threshold {meta.threshold:.2f} comes from the `--init` model"
+                   if len(meta.class_names) == 2 else ""))
     return f"- best validation accuracy {_pct(meta.metrics.get('val_accuracy'))} at epoch {meta.metrics.get('epoch')}"
 
 

@@ -60,6 +60,7 @@ class TrainConfig:
     tta_flip: bool = True
     swa_epochs: int = 0          # average the weights of the last N epochs (SWA); 0 is off
     swa_lr: float = 0.0          # constant rate for the averaged epochs; 0: the schedule runs to the end
+    fit_val: bool = False        # final model: train on the validation faces too and keep the last epoch
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -115,6 +116,10 @@ class TrainConfig:
         need(1 <= self.main_repeat <= 10, "main dataset repeat must be between 1 and 10")
         need(0 <= self.swa_epochs <= self.epochs, f"SWA epochs must be between 0 and the epochs ({self.epochs})")
         need(0 <= self.swa_lr <= 1.0, f"SWA learning rate must be in [0, 1], not {self.swa_lr}")
+        if self.fit_val:
+            why = "--fit-val trains on the validation faces, so nothing is left to"
+            need(not self.patience, f"{why} stop early on: use a fixed number of epochs (patience 0)")
+            need(not self.swa_epochs, f"{why} judge the weight average on: leave SWA off")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

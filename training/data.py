@@ -54,8 +54,9 @@ def load_faces(root: str, task: Task, pp: PreprocessConfig, faces: str = "auto",
 
 def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "auto",
             extra_data: list[str] | None = None, limit: int = 0,
-            progress: Callable[[str], None] | None = None) -> Prepared:
-    """Everything a run needs, deterministic for a given seed."""
+            progress: Callable[[str], None] | None = None, fit_val: bool = False) -> Prepared:
+    """Everything a run needs, deterministic for a given seed. With `fit_val` the training part also
+    holds the validation faces (of the main and the extra data); the test part never changes."""
     task = get_task(task_name)
     pp = task_preprocess(task)
     say = progress or (lambda msg: None)
@@ -68,11 +69,16 @@ def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "aut
         parts[name] = SplitData(fc.x[idx], ds.labels[idx], idx)
     test_idx = np.flatnonzero(np.isin(splits, ["test", "public_test", "private_test"]) & ok)
     parts["test"] = SplitData(fc.x[test_idx], ds.labels[test_idx], test_idx)
+    if fit_val:
+        tr, va = parts["train"], parts["val"]
+        parts["train"] = SplitData(np.concatenate([tr.x, va.x]), np.concatenate([tr.y, va.y]),
+                                   np.concatenate([tr.index, va.index]))
+    fit_splits = ["train", "val"] if fit_val else ["train"]
     extra_counts = {}
     for root in extra_data or []:
         eds, efc = load_faces(root, task, pp, "auto")
         esplits = assign_splits(eds, split_cfg)
-        idx = np.flatnonzero((esplits == "train") & efc.readable)  # only their training part
+        idx = np.flatnonzero(np.isin(esplits, fit_splits) & efc.readable)  # never their test part
         tr = parts["train"]
         parts["train"] = SplitData(np.concatenate([tr.x, efc.x[idx]]), np.concatenate([tr.y, eds.labels[idx]]),
                                    np.concatenate([tr.index, -1 - idx]))

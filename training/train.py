@@ -65,6 +65,11 @@ def tune_threshold(probs: np.ndarray, y: np.ndarray, task) -> float:
     return float(min((t for t, a in zip(grid, acc) if a >= best - 1e-9), key=lambda t: abs(t - 0.5)))
 
 
+def inherited_threshold(init: str) -> float:
+    """A --fit-val run has no unseen validation faces to tune on: it keeps its --init model's threshold."""
+    return ModelMeta.load(Path(init)).threshold if init else 0.5
+
+
 def load_init_weights(model, folder: str) -> None:
     """Copy weights from another model of the same architecture (classes may differ: the head is
     copied only when its shape matches)."""
@@ -182,12 +187,15 @@ class RunLogger:
                     "lr": float(lr_at(epoch, self.cfg)), "time": round(time.time() - self.t0, 2),
                     "val_confusion": cm.tolist(), "timestamp": time.time(),
                 }
-                improved = val_acc > self.best
+                if self.cfg.fit_val:   # the validation faces are training data: keep the last epoch
+                    row["val_in_training"] = True
+                improved = val_acc > self.best or self.cfg.fit_val
                 if improved:
                     self.best = val_acc
                     self.bad_epochs = 0
                     best = float32_copy(self.model, self.cfg, val.x.shape[1:], task.n_classes)
-                    self.meta.metrics = {"val_accuracy": val_acc, "epoch": epoch + 1}
+                    self.meta.metrics = ({"epoch": epoch + 1, "fit_val": True} if self.cfg.fit_val
+                                         else {"val_accuracy": val_acc, "epoch": epoch + 1})
                     save_model_atomic(best, self.run.file(MODEL_FILE))
                     self.meta.save(self.run.path)
                 else:
@@ -237,7 +245,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
-                       progress=lambda m: run.set_status(message=m))
+                       progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val)
         task = prep.task
         pp = task_preprocess(task)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
@@ -293,7 +301,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         meta = ModelMeta.load(run.path)
         clf = Classifier(run.path, warm_up=False)
         if task.is_binary:
-            meta.threshold = tune_threshold(clf.predict(va.x), va.y, task)
+            meta.threshold = (inherited_threshold(cfg.init) if cfg.fit_val
+                              else tune_threshold(clf.predict(va.x), va.y, task))
             meta.save(run.path)
             clf.meta.threshold = meta.threshold
         result = {}
@@ -369,6 +378,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     p.add_argument("--faces", default=d.faces)
     p.add_argument("--precision", default=d.precision)
     p.add_argument("--no-tta", action="store_true", help="no flip averaging at test time")
+    p.add_argument("--fit-val", action="store_true",
+                   help="final model: train on the validation faces too, keep the last epoch, and keep the "
+                        "--init model's decision threshold (choose the recipe on validation first)")
     p.add_argument("--no-flip", action="store_true")
     for name in ("shift", "rotate", "zoom", "brightness_contrast", "blur", "erasing", "mixup"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(a, name))
@@ -386,7 +398,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                       split_seed=args.split_seed,
                       limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
                       tta_flip=not args.no_tta, swa_epochs=args.swa_epochs,
-                      swa_lr=args.swa_lr)
+                      swa_lr=args.swa_lr, fit_val=args.fit_val)
     return cfg, args
 
 
