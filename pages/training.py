@@ -70,6 +70,9 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
             blur = c[1].slider("Blur probability", 0.0, 1.0, A.blur, 0.05, key="train.blur")
             erasing = c[2].slider("Random erasing probability", 0.0, 1.0, A.erasing, 0.05, key="train.erasing")
             mixup = c[3].slider("Mixup alpha", 0.0, 1.0, A.mixup, 0.05, key="train.mixup")
+            loose = c[0].slider("Looser framing probability", 0.0, 1.0, A.loose, 0.05, key="train.loose",
+                                help="Show photos' faces framed up to 1.8x more loosely, cut from the real photo "
+                                     "around them (already-cropped faces keep their framing)")
         with st.expander("Weight averaging (SWA)"):
             c = st.columns(2)
             swa_epochs = c[0].number_input("Average the last N epochs (0: off)", 0, 1000, D.swa_epochs,
@@ -91,7 +94,7 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                        weight_decay=float(weight_decay), l2=float(l2), dropout=float(dropout),
                        label_smoothing=float(smoothing), class_weights=weights, seed=int(seed),
                        limit=int(limit), patience=int(patience), swa_epochs=int(swa_epochs), swa_lr=float(swa_lr),
-                       augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup)), name
+                       augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup, loose)), name
 
 
 def duration(seconds: float | None) -> str:
@@ -139,9 +142,13 @@ def run_panel(path: str, live: bool) -> None:
         left, right = st.columns([3, 2])
         left.plotly_chart(curves_figure(metrics), width="stretch", key=f"curves.{run.name}")
         last = metrics[-1]
+        seen = " (trained on)" if last.get("val_in_training") else ""
+        if seen:
+            left.caption("A final model (`--fit-val`): the validation faces are part of its training, so its "
+                         "validation curve is not a held-out figure; the last epoch is kept.")
         if last.get("val_confusion"):
             right.plotly_chart(confusion_figure(last["val_confusion"], task.display_names,
-                                                f"Validation, epoch {last['epoch']}"),
+                                                f"Validation{seen}, epoch {last['epoch']}"),
                                width="stretch", key=f"confusion.{run.name}")
     if p.active:
         return

@@ -54,9 +54,9 @@ def test_command_line_reproduces_every_setting(tmp_path):
                       epochs=7, batch_size=32, optimizer="sgd", lr=0.01, schedule="step", warmup_epochs=2,
                       weight_decay=0.001, l2=0.0001, dropout=0.2, label_smoothing=0.1, class_weights="sqrt",
                       augment=Augment(flip=False, shift=0.1, rotate=5.0, zoom=0.05, brightness_contrast=0.2,
-                                      blur=0.0, erasing=0.25, mixup=0.2),
-                      val_fraction=0.2, test_fraction=0.1, seed=7, limit=123, faces="detect",
-                      precision="float32", patience=3, tta_flip=False)
+                                      blur=0.0, erasing=0.25, mixup=0.2, loose=0.4),
+                      val_fraction=0.2, test_fraction=0.1, seed=7, split_seed=11, limit=123, faces="detect",
+                      precision="float32", patience=3, tta_flip=False, fit_val=True)
     parsed, args = parse_args([*launcher.config_argv(cfg), "--out", str(tmp_path)])
     assert parsed == cfg
     assert parse_args([*launcher.config_argv(TrainConfig(data="x")), "--out", "o"])[0] == TrainConfig(data="x")

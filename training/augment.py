@@ -1,10 +1,36 @@
-"""Batch augmentation for tf.data: flips, shifts, rotation, zoom, light, blur, erasing, mixup."""
+"""Batch augmentation for tf.data: looser framings, flips, shifts, rotation, zoom, light, blur, erasing, mixup."""
 from __future__ import annotations
 
 import keras
 
 from core.runtime import tensorflow
 from training.config import Augment
+
+
+LOOSE_MAX = 1.8   # the loosest framing a training face is shown at, relative to the model's crop
+
+
+def wide_side(size: int) -> int:
+    """Side of the stored wide crops, with the model's own crop a whole number of pixels inside."""
+    return size + 2 * round(size * (LOOSE_MAX - 1) / 2)
+
+
+def make_loose_cropper(prob: float, size: int, seed: int):
+    """(wide crops, has-surroundings flags, labels) -> (size x size faces, labels): the model's own
+    framing, or with probability `prob` (faces with real surroundings only) a looser one, up to LOOSE_MAX."""
+    tf = tensorflow()
+    gen = tf.random.Generator.from_seed(seed + 5)
+
+    def crop(x, context, y):
+        n = tf.shape(x)[0]
+        side = tf.cast(tf.shape(x)[1], tf.float32)
+        loose = (gen.uniform([n]) < prob) & context
+        scale = tf.where(loose, gen.uniform([n], 1.0, side / size), tf.ones([n]))
+        half = (size * scale - 1) / 2 / (side - 1)     # sample on pixel centres: scale 1 is an exact cut
+        boxes = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half], axis=1)
+        return tf.image.crop_and_resize(x, boxes, tf.range(n), [size, size]), y
+
+    return crop
 
 
 def make_augmenter(cfg: Augment, size: int, seed: int):

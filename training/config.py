@@ -21,11 +21,12 @@ class Augment:
     flip: bool = True
     shift: float = 0.08          # fraction of the side
     rotate: float = 12.0         # degrees
-    zoom: float = 0.15           # +- fraction: tight and loose crops
+    zoom: float = 0.15           # +- fraction: a little tighter or looser (margins filled by reflection)
     brightness_contrast: float = 0.3
     blur: float = 0.3            # probability of a down-up resize (low-resolution cameras)
     erasing: float = 0.0         # probability of random erasing
     mixup: float = 0.0           # mixup alpha; 0 is off
+    loose: float = 0.0           # probability of a looser framing (up to 1.8x), cut from a wider crop of the photo
 
 
 @dataclass
@@ -127,5 +128,6 @@ class TrainConfig:
         a = self.augment
         need(0 <= a.shift <= 0.4 and 0 <= a.rotate <= 45 and 0 <= a.zoom <= 0.5,
              "augmentation strengths out of range (shift <= 0.4, rotate <= 45, zoom <= 0.5)")
-        need(0 <= a.brightness_contrast <= 1 and 0 <= a.blur <= 1 and 0 <= a.erasing <= 1 and 0 <= a.mixup <= 1,
+        need(0 <= a.brightness_contrast <= 1 and 0 <= a.blur <= 1 and 0 <= a.erasing <= 1 and 0 <= a.mixup <= 1
+             and 0 <= a.loose <= 1,
              "augmentation probabilities must be in [0, 1]")

@@ -10,7 +10,7 @@ from core.detect import DetectorConfig
 from core.preprocess import PreprocessConfig
 from core.tasks import Task, get_task
 from training.datasets import Dataset, load_dataset
-from training.faces import Faces, extract_faces
+from training.faces import Faces, extract_faces, wide_crops
 from training.split import SplitConfig, assign_splits
 
 
@@ -23,7 +23,17 @@ def task_preprocess(task: Task) -> PreprocessConfig:
 class SplitData:
     x: np.ndarray
     y: np.ndarray
-    index: np.ndarray            # sample indices into the source dataset
+    index: np.ndarray            # sample indices into the source dataset (extra data: -1 - index)
+    context: np.ndarray | None = None   # wide crops only: the crop holds the photo's real surroundings
+
+    def take(self, rows: np.ndarray) -> "SplitData":
+        return SplitData(self.x[rows], self.y[rows], self.index[rows],
+                         None if self.context is None else self.context[rows])
+
+    def __add__(self, other: "SplitData") -> "SplitData":
+        context = None if self.context is None else np.concatenate([self.context, other.context])
+        return SplitData(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
+                         np.concatenate([self.index, other.index]), context)
 
 
 @dataclass
@@ -52,36 +62,52 @@ def load_faces(root: str, task: Task, pp: PreprocessConfig, faces: str = "auto",
     return ds, extract_faces(ds, pp, faces, DetectorConfig(), progress=progress)
 
 
+def wide_preprocess(pp: PreprocessConfig, side: int) -> PreprocessConfig:
+    """The same framing centred in a larger crop of `side` pixels: looser framings are cut from it."""
+    return PreprocessConfig(input_size=side, color_mode=pp.color_mode, widen=pp.widen * side / pp.input_size,
+                            shift_y=pp.shift_y)
+
+
+def _training_rows(ds: Dataset, fc: Faces, idx: np.ndarray, wide_fc: Faces | None, index: np.ndarray) -> SplitData:
+    """Training faces; with wide crops, those and whether each holds real surroundings (a face found in a
+    photo, not an already-cropped face or the whole-image fallback, whose margins are only padding)."""
+    if wide_fc is None:
+        return SplitData(fc.x[idx], ds.labels[idx], index)
+    x, context = wide_fc.x[idx], fc.found[idx]
+    m = (x.shape[1] - fc.x.shape[1]) // 2
+    x[~context, m:m + fc.x.shape[1], m:m + fc.x.shape[2]] = fc.x[idx[~context]]   # shown only as is: exactly
+    return SplitData(x, ds.labels[idx], index, context)
+
+
 def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "auto",
             extra_data: list[str] | None = None, limit: int = 0,
-            progress: Callable[[str], None] | None = None, fit_val: bool = False) -> Prepared:
+            progress: Callable[[str], None] | None = None, fit_val: bool = False,
+            wide_side: int = 0) -> Prepared:
     """Everything a run needs, deterministic for a given seed. With `fit_val` the training part also
-    holds the validation faces (of the main and the extra data); the test part never changes."""
+    holds the validation faces (of the main and the extra data); the test part never changes. With
+    `wide_side`, training faces are wider crops of that many pixels (validation and test are not)."""
     task = get_task(task_name)
     pp = task_preprocess(task)
     say = progress or (lambda msg: None)
     ds, fc = load_faces(data, task, pp, faces, lambda i, n: say(f"faces {i}/{n}"))
+    wide = (lambda d, f: wide_crops(d, f, wide_preprocess(pp, wide_side))) if wide_side else (lambda d, f: None)
     splits = assign_splits(ds, split_cfg)
     ok = fc.readable
+    fit_splits = ["train", "val"] if fit_val else ["train"]
+    wide_fc = wide(ds, fc)
     parts = {}
-    for name in ("train", "val"):
-        idx = np.flatnonzero((splits == name) & ok)
-        parts[name] = SplitData(fc.x[idx], ds.labels[idx], idx)
+    idx = np.concatenate([np.flatnonzero((splits == name) & ok) for name in fit_splits])
+    parts["train"] = _training_rows(ds, fc, idx, wide_fc, idx)
+    idx = np.flatnonzero((splits == "val") & ok)
+    parts["val"] = SplitData(fc.x[idx], ds.labels[idx], idx)
     test_idx = np.flatnonzero(np.isin(splits, ["test", "public_test", "private_test"]) & ok)
     parts["test"] = SplitData(fc.x[test_idx], ds.labels[test_idx], test_idx)
-    if fit_val:
-        tr, va = parts["train"], parts["val"]
-        parts["train"] = SplitData(np.concatenate([tr.x, va.x]), np.concatenate([tr.y, va.y]),
-                                   np.concatenate([tr.index, va.index]))
-    fit_splits = ["train", "val"] if fit_val else ["train"]
     extra_counts = {}
     for root in extra_data or []:
         eds, efc = load_faces(root, task, pp, "auto")
         esplits = assign_splits(eds, split_cfg)
         idx = np.flatnonzero(np.isin(esplits, fit_splits) & efc.readable)  # never their test part
-        tr = parts["train"]
-        parts["train"] = SplitData(np.concatenate([tr.x, efc.x[idx]]), np.concatenate([tr.y, eds.labels[idx]]),
-                                   np.concatenate([tr.index, -1 - idx]))
+        parts["train"] = parts["train"] + _training_rows(eds, efc, idx, wide(eds, efc), -1 - idx)
         extra_counts[root] = int(len(idx))
     if limit:
         rng = np.random.default_rng(split_cfg.seed)
@@ -89,6 +115,5 @@ def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "aut
             part = parts[name]
             n = max(task.n_classes * 2, int(limit * frac))
             if len(part.y) > n:
-                keep = np.sort(rng.choice(len(part.y), n, replace=False))
-                parts[name] = SplitData(part.x[keep], part.y[keep], part.index[keep])
+                parts[name] = part.take(np.sort(rng.choice(len(part.y), n, replace=False)))
     return Prepared(task, ds, fc, splits, parts, extra_counts)

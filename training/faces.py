@@ -113,3 +113,24 @@ def _cache_key(ds: Dataset, pp: PreprocessConfig, mode: str, det: DetectorConfig
         h.update(s.group.encode())
         h.update(str(s.label).encode())
     return h.hexdigest()[:16]
+
+
+def wide_crops(ds: Dataset, faces: Faces, pp: PreprocessConfig, use_cache: bool = True) -> Faces:
+    """Crops at `pp` (a wider framing) around the boxes `faces` already used: no second detection."""
+    h = hashlib.sha1(json.dumps([ds.name, ds.root, pp.to_dict(), "wide", 1]).encode())
+    h.update(faces.boxes.tobytes())
+    h.update(faces.readable.tobytes())
+    path = cache_dir() / "faces" / f"{ds.name}-{ds.task.name}-wide-{h.hexdigest()[:16]}.npz"
+    if use_cache and path.is_file():
+        with np.load(path) as z:
+            return Faces(z["x"], faces.found, faces.readable, faces.boxes)
+    x = np.zeros((len(ds.samples), *pp.input_shape), np.uint8)
+    for i in np.flatnonzero(faces.readable):
+        x[i] = crop_faces(_read(ds.samples[i]), [tuple(int(v) for v in faces.boxes[i])], pp)[0]
+    if use_cache:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, x=x)
+        write_bytes_atomic(path, buf.getvalue())
+    return Faces(x, faces.found, faces.readable, faces.boxes)

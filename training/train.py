@@ -105,19 +105,26 @@ def make_optimizer(cfg: TrainConfig):
     return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_dataset(x, y, n_classes, cfg: TrainConfig, training: bool):
-    """A tf.data pipeline of (float images, one-hot labels)."""
-    from training.augment import make_augmenter
+def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int):
+    """A tf.data pipeline of (float images, one-hot labels); wide crops (`part.context` set) are cut to
+    `size`, more loosely at random when training."""
+    from training.augment import make_augmenter, make_loose_cropper
 
     tf = tensorflow()
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    wide = part.context is not None
+    ds = tf.data.Dataset.from_tensor_slices((part.x, part.context, part.y) if wide else (part.x, part.y))
     if training:
-        ds = ds.shuffle(len(y), seed=cfg.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(part.y), seed=cfg.seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, n_classes)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    if wide:
+        crop = make_loose_cropper(cfg.augment.loose if training else 0.0, size, cfg.seed)
+        ds = ds.map(lambda a, c, b: crop(tf.cast(a, tf.float32), c, tf.one_hot(b, n_classes)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, n_classes)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        aug = make_augmenter(cfg.augment, x.shape[1], cfg.seed)
+        aug = make_augmenter(cfg.augment, size, cfg.seed)
         ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -244,8 +251,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         keras.utils.set_random_seed(cfg.seed)
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        from core.tasks import get_task
+        from training.augment import wide_side
+
+        size = get_task(cfg.task).input_size
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
-                       progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val)
+                       progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
+                       wide_side=wide_side(size) if cfg.augment.loose else 0)
         task = prep.task
         pp = task_preprocess(task)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
@@ -279,14 +291,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         tr, va = prep.parts["train"], prep.parts["val"]
         if cfg.main_repeat > 1:  # main-dataset rows have index >= 0, extra-data rows < 0
             rows = np.concatenate([np.arange(len(tr.y))] + [np.flatnonzero(tr.index >= 0)] * (cfg.main_repeat - 1))
-            tr = type(tr)(tr.x[rows], tr.y[rows], tr.index[rows])
+            tr = tr.take(rows)
         run.set_status(state="running", epoch=initial_epoch, message=f"training {n_params:,} parameters on "
                        f"{len(tr.y)} faces", summary=prep.summary())
         logger = RunLogger(run, cfg, prep, meta, best)
         t_start = time.time()
         if initial_epoch < cfg.epochs:
-            model.fit(make_dataset(tr.x, tr.y, task.n_classes, cfg, True),
-                      validation_data=make_dataset(va.x, va.y, task.n_classes, cfg, False),
+            model.fit(make_dataset(tr, task.n_classes, cfg, True, size),
+                      validation_data=make_dataset(va, task.n_classes, cfg, False, size),
                       epochs=cfg.epochs, initial_epoch=initial_epoch,
                       class_weight=class_weights(tr.y, task.n_classes, cfg.class_weights),
                       callbacks=[logger], verbose=2)
@@ -333,7 +345,7 @@ def finish_swa(run: Run, cfg: TrainConfig, prep, model, train_part, best: float)
     va, n_classes = prep.parts["val"], prep.task.n_classes
     swa = float32_copy(model, cfg, va.x.shape[1:], n_classes)
     swa.set_weights(avg.mean())
-    n_batches = recalibrate_batch_norm(swa, make_dataset(train_part.x, train_part.y, n_classes, cfg, True))
+    n_batches = recalibrate_batch_norm(swa, make_dataset(train_part, n_classes, cfg, True, va.x.shape[1]))
     cm = val_confusion(swa, va, n_classes)
     val_acc = float(np.trace(cm) / max(1, cm.sum()))
     info = {"epochs": avg.epochs, "val_accuracy": val_acc, "best_single_epoch_val_accuracy": best,
@@ -382,12 +394,12 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                    help="final model: train on the validation faces too, keep the last epoch, and keep the "
                         "--init model's decision threshold (choose the recipe on validation first)")
     p.add_argument("--no-flip", action="store_true")
-    for name in ("shift", "rotate", "zoom", "brightness_contrast", "blur", "erasing", "mixup"):
+    for name in ("shift", "rotate", "zoom", "brightness_contrast", "blur", "erasing", "mixup", "loose"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(a, name))
     args = p.parse_args(argv)
     aug = Augment(flip=not args.no_flip, shift=args.shift, rotate=args.rotate, zoom=args.zoom,
                   brightness_contrast=args.brightness_contrast, blur=args.blur, erasing=args.erasing,
-                  mixup=args.mixup)
+                  mixup=args.mixup, loose=args.loose)
     cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, main_repeat=args.main_repeat, init=args.init,
                       arch=args.arch,
                       width=args.width, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
