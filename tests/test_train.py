@@ -209,6 +209,9 @@ def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finishe
     from core.model import ModelMeta
 
     assert "no validation figure; the last epoch (2) is kept" in _selection_line(ModelMeta.load(out))
+    from training.card import render_card
+
+    assert "(training includes the validation faces)" in render_card(out, {}, None, "")
 
 
 @pytest.mark.parametrize("args, reason", [

@@ -90,7 +90,8 @@ def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None =
              "## Training", "",
              f"- command: `{meta.command}`",
              f"- data: {data.get('dataset')} at `{data.get('root')}`; faces detected {data.get('faces_detected')}, "
-             f"whole image used {data.get('faces_fallback')}; split sizes {data.get('split_sizes')}; "
+             f"whole image used {data.get('faces_fallback')}; split sizes {data.get('split_sizes')}"
+             f"{' (training includes the validation faces)' if meta.metrics.get('fit_val') else ''}; "
              f"extra training data {data.get('extra_training') or 'none'}",
              f"- split: {extra.get('split')} (stratified, exact duplicates kept on one side; official test splits kept)",
              f"- precision while training: {extra.get('precision')}; served in float32",
