@@ -45,7 +45,7 @@ class ModelEntry:
     @property
     def label(self) -> str:
         acc = self.meta.metrics.get("test_accuracy")
-        return f"{self.name} ({self.source}" + (f", test {acc:.1%})" if acc is not None else ")")
+        return f"{self.name} ({self.source}" + (f", test {acc:.2%})" if acc is not None else ")")
 
 
 def _entry(path: Path, source: str, name: str) -> ModelEntry | None:

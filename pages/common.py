@@ -105,7 +105,7 @@ def sidebar() -> Selection:
                                    "live video on a slow machine).")
         if meta.arch or meta.metrics:
             acc = meta.metrics.get("test_accuracy")
-            st.caption(f"{meta.arch or 'model'}" + (f" · test accuracy {acc:.1%}" if acc is not None else ""))
+            st.caption(f"{meta.arch or 'model'}" + (f" · test accuracy {acc:.2%}" if acc is not None else ""))
     return Selection(task, Path(path), threshold, crops)
 
 

@@ -136,8 +136,8 @@ def mistakes_section(view: explore.DatasetView, root: str, sel: Selection) -> No
     with left:
         c1, c2, c3 = st.columns(3)
         c1.metric("Test images", m.n)
-        c2.metric("Accuracy", f"{m.accuracy:.1%}")
-        c3.metric("Balanced", f"{m.balanced_accuracy:.1%}")
+        c2.metric("Accuracy", f"{m.accuracy:.2%}")
+        c3.metric("Balanced", f"{m.balanced_accuracy:.2%}")
         st.plotly_chart(confusion_figure(m.confusion, m.class_names, "Confusion matrix (test split)"),
                         width="stretch")
     with right:

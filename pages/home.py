@@ -30,7 +30,7 @@ for task in TASKS.values():
     acc = [e.meta.metrics.get("test_accuracy") for e in found]
     best = max((a for a in acc if a is not None), default=None)
     rows.append({"task": task.title, "classes": ", ".join(task.display_names), "models": len(found),
-                 "best test accuracy": f"{best:.1%}" if best is not None else "—"})
+                 "best test accuracy": f"{best:.2%}" if best is not None else "—"})
 st.dataframe(rows, hide_index=True)
 st.caption("Pick the task, the model and the decision threshold in the sidebar; they apply to every page. "
            "Train your own models on the Training page. Pictures and video go only to the Grin server "

@@ -22,7 +22,9 @@ def model_rows(entries) -> list[dict]:
         m, origin = e.meta.metrics, hub.provenance(e.path)
         rows.append({"model": e.name, "task": e.task, "source": SOURCES.get(e.source, e.source),
                      "test accuracy": m.get("test_accuracy"), "balanced accuracy": m.get("test_balanced_accuracy"),
-                     "validation accuracy": m.get("val_accuracy"), "architecture": e.meta.arch,
+                     "validation accuracy": m.get("val_accuracy"),
+                     "validation faces": "trained on (--fit-val)" if m.get("fit_val") else "held out",
+                     "architecture": e.meta.arch,
                      "parameters": e.meta.extra.get("n_params"), "created": e.meta.created,
                      "Hub commit": f"{origin['repo_id']}@{origin['commit'][:8]}" if origin else ""})
     return rows
@@ -35,7 +37,9 @@ def details(entries) -> None:
     left, right = st.columns([3, 2])
     rows = Run(entry.path).metrics()
     if rows:
-        left.image(learning_curves_png(rows), caption="Loss and accuracy per epoch (training and validation)")
+        left.image(learning_curves_png(rows), caption="Loss and accuracy per epoch (training and validation)" + (
+            "; the validation faces were part of this model's training (--fit-val)"
+            if entry.meta.metrics.get("fit_val") else ""))
     else:
         left.caption("No learning curves saved with this model.")
     right.markdown(f"**Command**\n\n`{entry.meta.command or 'unknown'}`")

@@ -155,8 +155,8 @@ def run_panel(path: str, live: bool) -> None:
     ev = run.evaluation()
     if ev:
         c = st.columns(4)
-        c[0].metric("Test accuracy", f"{ev['accuracy']:.1%}")
-        c[1].metric("Balanced accuracy", f"{ev['balanced_accuracy']:.1%}")
+        c[0].metric("Test accuracy", f"{ev['accuracy']:.2%}")
+        c[1].metric("Balanced accuracy", f"{ev['balanced_accuracy']:.2%}")
         c[2].metric("Test images", ev.get("n_images", 0))
         if ev.get("train_seconds") is not None:
             c[3].metric("Training time", duration(ev["train_seconds"]))

@@ -1,5 +1,6 @@
 """Every page in the app's navigation opens in a real browser without an exception."""
 import os
+import re
 import time
 from pathlib import Path
 
@@ -78,3 +79,13 @@ def test_every_page_opens_without_an_exception(page, screenshot):
         assert "common" not in page.locator('[data-testid="stSidebarNav"]').inner_text()
         if path:
             screenshot(page, path)
+
+
+def test_models_page_says_when_a_model_trained_on_its_validation_faces(page):
+    """The bundled models are final models (--fit-val): their curves say so, and the sidebar shows test
+    accuracy to two decimals (94.99 % must not read as 95.0 %)."""
+    goto_page(page, "models")
+    assert_no_exception(page)
+    expect(page.get_by_text("validation faces were part of this model's training (--fit-val)")).to_be_visible()
+    label = page.locator('[data-testid="stSidebar"]').get_by_text(re.compile(r"test accuracy \d+\.\d\d%"))
+    expect(label.first).to_be_visible()
