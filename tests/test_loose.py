@@ -65,6 +65,8 @@ def test_prepare_gives_wide_training_crops_around_the_same_faces(tmp_path):
     np.testing.assert_array_equal(tr.index, ptr.index)
     np.testing.assert_array_equal(tr.context, plain.faces.found[ptr.index])
     assert tr.context.sum() >= 0.8 * len(tr.y)               # faces found in the photos
+    assert wide.summary()["training_faces_with_surroundings"] == tr.context.sum()
+    assert "training_faces_with_surroundings" not in plain.summary()
     centre = tr.x[:, 26:90, 26:90].astype(float)
     diff = np.abs(centre - ptr.x).mean(axis=(1, 2, 3))
     assert (diff[~tr.context] == 0).all()                     # no surroundings: exactly the usual crop

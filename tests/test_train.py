@@ -217,6 +217,7 @@ def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finishe
 @pytest.mark.parametrize("args, reason", [
     (["--patience", "3"], "nothing is left to stop early on"),
     (["--swa-epochs", "1"], "nothing is left to judge the weight average on"),
+    (["--arch", "hog_svm"], "nothing is left to report a baseline's validation figures on"),
 ])
 def test_fit_val_refuses_settings_that_need_validation(args, reason, faces, tmp_path, capsys):
     assert run_main([*QUICK, "--data", str(faces), "--out", str(tmp_path / "r"), "--fit-val", *args]) == 2

@@ -121,6 +121,8 @@ class TrainConfig:
             why = "--fit-val trains on the validation faces, so nothing is left to"
             need(not self.patience, f"{why} stop early on: use a fixed number of epochs (patience 0)")
             need(not self.swa_epochs, f"{why} judge the weight average on: leave SWA off")
+            need(self.resolved_arch() not in BASELINES, f"{why} report a baseline's validation figures on: "
+                 "train baselines without it")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

@@ -53,6 +53,8 @@ class Prepared:
             "unreadable": int((~self.faces.readable).sum()),
             "split_sizes": {k: int(len(v.y)) for k, v in self.parts.items()},
             "extra_training": self.extra_counts,
+            **({"training_faces_with_surroundings": int(self.parts["train"].context.sum())}
+               if self.parts["train"].context is not None else {}),
         }
 
 

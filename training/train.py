@@ -225,7 +225,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
     """Run (or resume) training into folder `out`; returns the test evaluation."""
     import keras
 
+    from core.tasks import get_task
     from training.architectures import build_model
+    from training.augment import wide_side
     from training.data import prepare, task_preprocess
     from training.evaluate import evaluate_arrays
     from training.split import SplitConfig
@@ -251,9 +253,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         keras.utils.set_random_seed(cfg.seed)
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        from core.tasks import get_task
-        from training.augment import wide_side
-
         size = get_task(cfg.task).input_size
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
