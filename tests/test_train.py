@@ -13,8 +13,11 @@ import pytest
 
 from core.model import Classifier
 from tiny_dataset import make_class_folders
+from training.card import render_card
 from training.config import ConfigError, TrainConfig
+from training.data import prepare
 from training.launcher import summary
+from training.split import SplitConfig
 from training.runs import Run
 from training.train import main, train
 
@@ -194,9 +197,6 @@ def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finishe
     (init / "metadata.json").write_text(json.dumps(meta))
     assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "2", "--init", str(init),
                      "--fit-val", "--limit", "0"]) == 0
-    from training.data import prepare
-    from training.split import SplitConfig
-
     before = prepare("smile", str(faces), SplitConfig()).summary()["split_sizes"]
     after = json.loads((out / "metadata.json").read_text())
     sizes = after["extra"]["data"]["split_sizes"]
@@ -205,12 +205,8 @@ def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finishe
     assert "val_accuracy" not in after["metrics"]
     assert after["threshold"] == 0.62
     assert all(r["val_in_training"] for r in Run(out).metrics())
-    from training.card import _selection_line
-    from core.model import ModelMeta
-
-    assert "no validation figure; the last epoch (2) is kept" in _selection_line(ModelMeta.load(out))
-    from training.card import render_card
-
+    card = render_card(out, {}, None, "")
+    assert "no validation figure; the last epoch (2) is kept" in card
     assert "(training includes the validation faces)" in render_card(out, {}, None, "")
 
 

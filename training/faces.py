@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -96,11 +97,7 @@ def extract_faces(ds: Dataset, pp: PreprocessConfig, mode: str = "auto",
         if progress and (i % 200 == 0 or i == n - 1):
             progress(i + 1, n)
     if use_cache:
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, x=x, found=found, readable=readable, boxes=boxes)
-        write_bytes_atomic(path, buf.getvalue())
+        _save_npz(path, x=x, found=found, readable=readable, boxes=boxes)
     if progress:
         progress(n, n)
     return Faces(x, found, readable, boxes)
@@ -128,9 +125,12 @@ def wide_crops(ds: Dataset, faces: Faces, pp: PreprocessConfig, use_cache: bool 
     for i in np.flatnonzero(faces.readable):
         x[i] = crop_faces(_read(ds.samples[i]), [tuple(int(v) for v in faces.boxes[i])], pp)[0]
     if use_cache:
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, x=x)
-        write_bytes_atomic(path, buf.getvalue())
+        _save_npz(path, x=x)
     return Faces(x, faces.found, faces.readable, faces.boxes)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """A cache file written atomically, so a killed run never leaves a truncated one."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())

@@ -253,12 +253,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         keras.utils.set_random_seed(cfg.seed)
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        size = get_task(cfg.task).input_size
+        task = get_task(cfg.task)
+        pp = task_preprocess(task)
+        size = pp.input_size
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
                        wide_side=wide_side(size) if cfg.augment.loose else 0)
-        task = prep.task
-        pp = task_preprocess(task)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
             raise ConfigError("the dataset is too small to split into training and validation sets")
         if cfg.resolved_arch() in BASELINES:
