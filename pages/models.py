@@ -106,7 +106,9 @@ entries = list_models()
 st.dataframe(model_rows(entries), hide_index=True, column_config={
     "test accuracy": st.column_config.NumberColumn(format="percent"),
     "balanced accuracy": st.column_config.NumberColumn(format="percent"),
-    "validation accuracy": st.column_config.NumberColumn(format="percent")})
+    "validation accuracy": st.column_config.NumberColumn(
+        format="percent", help="None where the validation faces were part of the training (--fit-val)"),
+    "parameters": st.column_config.NumberColumn(format="localized")})
 if entries:
     details(entries)
 
