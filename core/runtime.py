@@ -39,5 +39,22 @@ def _import_before_tensorflow() -> None:
         pass
 
 
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512/AMX; "bf16" on Arm
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features`); empty where they cannot be read."""
+    try:
+        text = open(cpuinfo, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return flags
+
+
 def gpu_count() -> int:
     return len(tensorflow().config.list_physical_devices("GPU"))
