@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from core.runtime import cpu_flags
+from core.runtime import cpu_flags, gpu_count
 from training.train import auto_precision, set_precision
 
 X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n"
@@ -38,7 +38,6 @@ def test_auto_on_this_machine_sets_the_keras_policy():
     try:
         chosen = set_precision("auto")
         assert keras.config.dtype_policy().name == chosen
-        from core.runtime import gpu_count
         assert chosen == auto_precision(gpu_count() > 0, flags)
     finally:
         keras.config.set_dtype_policy("float32")
