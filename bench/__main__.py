@@ -28,13 +28,14 @@ TARGET_MS = 15.0                 # median per 640x480 one-face frame on the 2-co
 
 
 def machine_info() -> dict:
-    from core.runtime import tensorflow
+    from core.runtime import BF16_CPU_FLAGS, cpu_flags, cpu_model, tensorflow
 
     tf = tensorflow()
     import keras
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {
+        "cpu_model": cpu_model(), "cpu_bf16": bool(cpu_flags() & BF16_CPU_FLAGS),
         "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_1m": round(os.getloadavg()[0], 2), "platform": platform.platform(),
         "machine": platform.machine(), "python": platform.python_version(),

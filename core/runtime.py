@@ -42,18 +42,29 @@ def _import_before_tensorflow() -> None:
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512/AMX; "bf16" on Arm
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags (x86 `flags`, Arm `Features`); empty where they cannot be read."""
+def _cpuinfo_fields(cpuinfo: str) -> dict[str, str]:
+    """The first value of each field of /proc/cpuinfo (keys lower-cased); empty where unreadable."""
     try:
         text = open(cpuinfo, encoding="utf-8", errors="replace").read()
     except OSError:
-        return set()
-    flags: set[str] = set()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return flags
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features`); empty where they cannot be read."""
+    fields = _cpuinfo_fields(cpuinfo)
+    return set((fields.get("flags") or fields.get("features") or "").split())
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (x86), or "" where /proc/cpuinfo does not give one."""
+    return _cpuinfo_fields(cpuinfo).get("model name", "")
 
 
 def gpu_count() -> int:

@@ -144,6 +144,7 @@ def test_bench_writes_the_documented_figures(tmp_path):
     assert r["faces_per_second"] > 0 and r["ratio_pipeline_to_detect"] > 0
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["tensorflow"]
     assert isinstance(r["machine"]["gpu"], bool)
+    assert isinstance(r["machine"]["cpu_bf16"], bool) and isinstance(r["machine"]["cpu_model"], str)
     assert "pipeline median" in proc.stdout
     sweep = r["detector_sweep"]
     assert sweep[0]["change"] == {} and sweep[0]["finds_all"] and len(sweep) > 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from core.runtime import cpu_flags, gpu_count
+from core.runtime import cpu_flags, cpu_model, gpu_count
 from training.train import auto_precision, set_precision
 
 X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n"
@@ -26,9 +26,17 @@ def test_cpu_flags_decide_the_cpu_precision(tmp_path, text, flag, expected):
     assert auto_precision(True, flags) == "mixed_float16"
 
 
+def test_cpu_model_name(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu avx2\n")
+    assert cpu_model(str(path)) == "AMD EPYC 9B14"
+    path.write_text(ARM)
+    assert cpu_model(str(path)) == ""
+
+
 def test_unreadable_cpuinfo_means_float32(tmp_path):
     flags = cpu_flags(str(tmp_path / "absent"))
-    assert flags == set()
+    assert flags == set() and cpu_model(str(tmp_path / "absent")) == ""
     assert auto_precision(False, flags) == "float32"
 
 

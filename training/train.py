@@ -20,7 +20,7 @@ import numpy as np
 
 from core.fileio import append_jsonl, write_json_atomic
 from core.model import MODEL_FILE, ModelMeta
-from core.runtime import BF16_CPU_FLAGS, cpu_flags, tensorflow
+from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, tensorflow
 from training.baselines import BASELINES, train_baseline
 from training.config import Augment, ConfigError, TrainConfig
 from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, Run
@@ -96,9 +96,8 @@ def set_precision(precision: str) -> str:
     """Set the Keras dtype policy; "auto" chooses for the machine (`auto_precision`)."""
     import keras
 
-    tf = tensorflow()
     if precision == "auto":
-        precision = auto_precision(bool(tf.config.list_physical_devices("GPU")), cpu_flags())
+        precision = auto_precision(gpu_count() > 0, cpu_flags())
     keras.config.set_dtype_policy(precision)
     return precision
 
