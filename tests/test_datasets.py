@@ -121,6 +121,13 @@ def test_fer_csv_for_the_smile_task_keeps_happy_and_neutral(tmp_path):
     assert ds.skipped == {"angry": 1, "disgust": 1, "fear": 1, "sad": 1, "surprise": 1}
 
 
+def test_fer_csv_other_expressions_can_join_smile_as_no_smile_faces(tmp_path):
+    px = fer_pixels(7)
+    path = write_fer_csv(tmp_path / "fer2013.csv", [(k, px[k], "Training") for k in range(7)])
+    ds = load_fer_csv(path, SMILE, fer_negatives=1.0)
+    assert ds.counts() == {"non_smile": 6, "smile": 1} and not ds.skipped
+
+
 @pytest.mark.parametrize("bad, reason", [
     ("0 1 2", "3 pixel values"),
     (" ".join(["300"] * 2304), "pixel values"),
@@ -175,6 +182,23 @@ def test_fer_folders_for_smile_use_happy_and_neutral_only(tmp_path):
     ds = load_dataset(fer_folders(tmp_path / "fer"), SMILE)
     assert ds.counts() == {"non_smile": 7, "smile": 7}
     assert set(ds.skipped) == {"angry", "disgust", "fear", "sad", "surprise"}
+
+
+def test_fer_folders_other_expressions_can_join_smile_as_no_smile_faces(tmp_path):
+    """--fer-negatives: a fraction of the angry/disgust/fear/sad/surprise faces become no-smile faces,
+    picked by content, the same every time; happy and neutral are unaffected."""
+    root = fer_folders(tmp_path / "fer")
+    base = load_dataset(root, SMILE)
+    everything = load_dataset(root, SMILE, fer_negatives=1.0)
+    assert everything.counts() == {"non_smile": 7 * 6, "smile": 7} and not everything.skipped
+    some = load_dataset(root, SMILE, fer_negatives=0.5)
+    assert [s.source for s in some.samples] == [s.source for s in load_dataset(root, SMILE, 0.5).samples]
+    added = len(some.samples) - len(base.samples)
+    assert 0 < added < 5 * 7 and sum(some.skipped.values()) == 5 * 7 - added
+    assert some.counts() == {"non_smile": 7 + added, "smile": 7}
+    assert {Path(s.source).parent.name for s in some.samples} - {"happy", "neutral"} <= set(base.skipped)
+    with pytest.raises(KeyError):   # expression folders are never relabelled
+        assert load_dataset(root, EXPRESSION, fer_negatives=1.0).counts()["non_smile"]
 
 
 # Any class folders

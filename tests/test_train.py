@@ -127,6 +127,18 @@ def test_stop_file_stops_the_run_and_resume_finishes_it(faces, tmp_path):
     assert run.evaluation()["n_images"] > 0
 
 
+def test_skip_test_leaves_the_test_split_unread(faces, tmp_path):
+    """--skip-test: a run for choosing a recipe on validation ends without a test figure anywhere."""
+    out = tmp_path / "no-test"
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "1", "--skip-test"]) == 0
+    run = Run(out)
+    assert run.status()["state"] == "finished" and run.has_model()
+    assert run.evaluation() == {} and not run.file("eval.json").exists()
+    assert "test_accuracy" not in json.loads(run.file("metadata.json").read_text())["metrics"]
+    row = summary(run)   # the training page lists it with an empty test column
+    assert row["run"] == "no-test" and row["test acc"] is None and row["best val acc"] is not None
+
+
 def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     assert run_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
@@ -140,6 +152,9 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--task", "age"], "task must be one of smile, expression, not 'age'"),
     (["--arch", "huge"], "architecture must be one of"),
     (["--split-seed", "-1"], "split seed must be between 0 and 4294967295, not -1"),
+    (["--fer-negatives", "1.5"], "FER-2013 negatives must be a fraction in [0, 1], not 1.5"),
+    (["--task", "expression", "--fer-negatives", "0.3"], "FER-2013 negatives (other expressions as no-smile "
+                                                          "faces) are for the smile task"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(args, reason, faces, tmp_path, capsys):
     out = tmp_path / "never"

@@ -62,6 +62,8 @@ class TrainConfig:
     swa_epochs: int = 0          # average the weights of the last N epochs (SWA); 0 is off
     swa_lr: float = 0.0          # constant rate for the averaged epochs; 0: the schedule runs to the end
     fit_val: bool = False        # final model: train on the validation faces too and keep the last epoch
+    fer_negatives: float = 0.0   # smile: this fraction of FER-2013's other expressions joins as no-smile faces
+    skip_test: bool = False      # leave the test split unread at the end (while choosing a recipe on validation)
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -123,6 +125,9 @@ class TrainConfig:
             need(not self.swa_epochs, f"{why} judge the weight average on: leave SWA off")
             need(self.resolved_arch() not in BASELINES, f"{why} report a baseline's validation figures on: "
                  "train baselines without it")
+        need(0 <= self.fer_negatives <= 1, f"FER-2013 negatives must be a fraction in [0, 1], not {self.fer_negatives}")
+        need(not self.fer_negatives or self.task == "smile",
+             "FER-2013 negatives (other expressions as no-smile faces) are for the smile task")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

@@ -59,8 +59,9 @@ class Prepared:
 
 
 def load_faces(root: str, task: Task, pp: PreprocessConfig, faces: str = "auto",
-               progress: Callable[[int, int], None] | None = None) -> tuple[Dataset, Faces]:
-    ds = load_dataset(root, task)
+               progress: Callable[[int, int], None] | None = None,
+               fer_negatives: float = 0.0) -> tuple[Dataset, Faces]:
+    ds = load_dataset(root, task, fer_negatives)
     return ds, extract_faces(ds, pp, faces, DetectorConfig(), progress=progress)
 
 
@@ -84,14 +85,15 @@ def _training_rows(ds: Dataset, fc: Faces, idx: np.ndarray, wide_fc: Faces | Non
 def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "auto",
             extra_data: list[str] | None = None, limit: int = 0,
             progress: Callable[[str], None] | None = None, fit_val: bool = False,
-            wide_side: int = 0) -> Prepared:
+            wide_side: int = 0, fer_negatives: float = 0.0) -> Prepared:
     """Everything a run needs, deterministic for a given seed. With `fit_val` the training part also
     holds the validation faces (of the main and the extra data); the test part never changes. With
-    `wide_side`, training faces are wider crops of that many pixels (validation and test are not)."""
+    `wide_side`, training faces are wider crops of that many pixels (validation and test are not).
+    `fer_negatives` adds that fraction of FER-2013's non-happy, non-neutral faces as no-smile faces."""
     task = get_task(task_name)
     pp = task_preprocess(task)
     say = progress or (lambda msg: None)
-    ds, fc = load_faces(data, task, pp, faces, lambda i, n: say(f"faces {i}/{n}"))
+    ds, fc = load_faces(data, task, pp, faces, lambda i, n: say(f"faces {i}/{n}"), fer_negatives)
     wide = (lambda d, f: wide_crops(d, f, wide_preprocess(pp, wide_side))) if wide_side else (lambda d, f: None)
     splits = assign_splits(ds, split_cfg)
     ok = fc.readable
@@ -106,7 +108,7 @@ def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "aut
     parts["test"] = SplitData(fc.x[test_idx], ds.labels[test_idx], test_idx)
     extra_counts = {}
     for root in extra_data or []:
-        eds, efc = load_faces(root, task, pp, "auto")
+        eds, efc = load_faces(root, task, pp, "auto", fer_negatives=fer_negatives)
         esplits = assign_splits(eds, split_cfg)
         idx = np.flatnonzero(np.isin(esplits, fit_splits) & efc.readable)  # never their test part
         parts["train"] = parts["train"] + _training_rows(eds, efc, idx, wide(eds, efc), -1 - idx)

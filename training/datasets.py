@@ -19,6 +19,9 @@ FER_CSV_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neut
 FER_USAGE = {"Training": "train", "PublicTest": "public_test", "PrivateTest": "private_test"}
 # FER-2013 classes that are honest smile labels: happy faces smile, neutral faces do not.
 FER_FOR_SMILE = {"happy": "smile", "neutral": "non_smile"}
+# Its other expressions do not smile either: a fraction of them can join as harder no-smile faces
+# (`fer_negatives`), picked by content hash so the choice never depends on file order.
+FER_OTHER_NON_SMILE = ("angry", "disgust", "fear", "sad", "surprise")
 
 
 class DatasetError(ValueError):
@@ -78,16 +81,17 @@ def detect_layout(root: str | Path) -> str:
     return "folders"
 
 
-def load_dataset(root: str | Path, task: Task) -> Dataset:
-    """Load any supported dataset layout for `task`."""
+def load_dataset(root: str | Path, task: Task, fer_negatives: float = 0.0) -> Dataset:
+    """Load any supported dataset layout for `task`. For smile, `fer_negatives` is the fraction of
+    FER-2013's angry, disgust, fear, sad and surprise faces taken as no-smile faces."""
     layout = detect_layout(root)
     if layout == "genki4k":
         return load_genki4k(root, task)
     if layout == "fer_csv":
         root = Path(root)
-        return load_fer_csv(root if root.is_file() else root / "fer2013.csv", task)
+        return load_fer_csv(root if root.is_file() else root / "fer2013.csv", task, fer_negatives)
     if layout == "split_folders":
-        return load_split_folders(root, task)
+        return load_split_folders(root, task, fer_negatives)
     return load_class_folders(root, task)
 
 
@@ -118,22 +122,36 @@ def load_genki4k(root: str | Path, task: Task) -> Dataset:
     return Dataset("genki4k", str(root), task, samples)
 
 
-def _class_for(folder: str, task: Task, fer_source: bool) -> int | None:
+def _class_for(folder: str, task: Task, fer_source: bool, group: str = "",
+               fer_negatives: float = 0.0) -> int | None:
     name = folder.lower()
     if task.name == "smile" and fer_source and name in FER_FOR_SMILE:
         name = FER_FOR_SMILE[name]
+    elif task.name == "smile" and fer_source and name in FER_OTHER_NON_SMILE and _picked(group, fer_negatives):
+        name = "non_smile"
     try:
         return task.class_index(name)
     except KeyError:
         return None
 
 
+def _picked(group: str, fraction: float) -> bool:
+    """Deterministically keep about `fraction` of samples, by their (hex digest) group key."""
+    return fraction > 0 and int(group[:8], 16) < fraction * 16 ** 8
+
+
 def _scan_class_folders(root: Path, task: Task, split: str | None, fer_source: bool,
-                        skipped: dict[str, int]) -> list[Sample]:
+                        skipped: dict[str, int], fer_negatives: float = 0.0) -> list[Sample]:
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         label = _class_for(folder.name, task, fer_source)
+        if label is None and fer_negatives > 0 and fer_source:   # some of these faces may still join
+            digests = {f: file_digest(f) for f in files}
+            files = [f for f in files if _class_for(folder.name, task, True, digests[f], fer_negatives) is not None]
+            label = task.class_index("non_smile") if files else None
+            if len(files) < len(digests):
+                skipped[folder.name] = skipped.get(folder.name, 0) + len(digests) - len(files)
         if label is None:
             skipped[folder.name] = skipped.get(folder.name, 0) + len(files)
             continue
@@ -151,7 +169,7 @@ def _is_fer(root: Path) -> bool:
     return {"happy", "neutral", "disgust"} <= names
 
 
-def load_split_folders(root: str | Path, task: Task) -> Dataset:
+def load_split_folders(root: str | Path, task: Task, fer_negatives: float = 0.0) -> Dataset:
     """`<root>/train|test/<class>/*` (FER-2013's image-folder layout); official splits kept."""
     root = Path(root)
     fer = _is_fer(root)
@@ -159,7 +177,7 @@ def load_split_folders(root: str | Path, task: Task) -> Dataset:
     samples = []
     for split in ("train", "val", "test"):
         if (root / split).is_dir():
-            samples += _scan_class_folders(root / split, task, split, fer, skipped)
+            samples += _scan_class_folders(root / split, task, split, fer, skipped, fer_negatives)
     if not samples:
         raise DatasetError(f"{root}: no images in class folders named like {', '.join(task.class_names)}")
     for s in samples:
@@ -178,7 +196,7 @@ def load_class_folders(root: str | Path, task: Task) -> Dataset:
     return Dataset("folders", str(root), task, samples, skipped)
 
 
-def load_fer_csv(path: str | Path, task: Task) -> Dataset:
+def load_fer_csv(path: str | Path, task: Task, fer_negatives: float = 0.0) -> Dataset:
     """The original fer2013.csv: emotion (0..6), 2304 space-separated pixels, Usage."""
     path = Path(path)
     samples, skipped = [], {}
@@ -199,12 +217,13 @@ def load_fer_csv(path: str | Path, task: Task) -> Dataset:
                 split = FER_USAGE[usage.strip()]
             except (IndexError, ValueError, KeyError) as exc:
                 raise DatasetError(f"{path} row {row_no}: malformed ({type(exc).__name__}: {exc})") from None
-            label = _class_for(cls, task, fer_source=True)
+            img = values.astype(np.uint8).reshape(48, 48)
+            group = hashlib.md5(img.tobytes()).hexdigest()
+            label = _class_for(cls, task, True, group, fer_negatives)
             if label is None:
                 skipped[cls] = skipped.get(cls, 0) + 1
                 continue
-            img = values.astype(np.uint8).reshape(48, 48)
-            samples.append(Sample(img, label, hashlib.md5(img.tobytes()).hexdigest(), split, cropped=True,
+            samples.append(Sample(img, label, group, split, cropped=True,
                                   meta={"name": f"row{row_no}"}))
     if not samples:
         raise DatasetError(f"{path}: no rows for task '{task.name}'")

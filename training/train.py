@@ -265,7 +265,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         size = pp.input_size
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
-                       wide_side=wide_side(size) if cfg.augment.loose else 0)
+                       wide_side=wide_side(size) if cfg.augment.loose else 0, fer_negatives=cfg.fer_negatives)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
             raise ConfigError("the dataset is too small to split into training and validation sets")
         if cfg.resolved_arch() in BASELINES:
@@ -325,7 +325,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             clf.meta.threshold = meta.threshold
         result = {}
         te = prep.parts["test"]
-        if len(te.y):
+        if len(te.y) and not cfg.skip_test:
             result = evaluate_arrays(clf, te.x, te.y)
             result["split"] = "test"
             result["train_seconds"] = round(time.time() - t_start, 1)
@@ -399,6 +399,11 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     p.add_argument("--fit-val", action="store_true",
                    help="final model: train on the validation faces too, keep the last epoch, and keep the "
                         "--init model's decision threshold (choose the recipe on validation first)")
+    p.add_argument("--fer-negatives", type=float, default=d.fer_negatives,
+                   help="smile: this fraction of FER-2013's angry, disgust, fear, sad and surprise faces joins "
+                        "as no-smile faces (with FER-2013 as --data or --extra-data)")
+    p.add_argument("--skip-test", action="store_true",
+                   help="leave the test split unread at the end (while choosing a recipe on validation)")
     p.add_argument("--no-flip", action="store_true")
     for name in ("shift", "rotate", "zoom", "brightness_contrast", "blur", "erasing", "mixup", "loose"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(a, name))
@@ -416,7 +421,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                       split_seed=args.split_seed,
                       limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
                       tta_flip=not args.no_tta, swa_epochs=args.swa_epochs,
-                      swa_lr=args.swa_lr, fit_val=args.fit_val)
+                      swa_lr=args.swa_lr, fit_val=args.fit_val, fer_negatives=args.fer_negatives,
+                      skip_test=args.skip_test)
     return cfg, args
 
 
