@@ -32,7 +32,7 @@ def config_argv(cfg: TrainConfig) -> list[str]:
     args = ["--task", cfg.task, "--data", cfg.data]
     for extra in cfg.extra_data:
         args += ["--extra-data", extra]
-    skip = {"task", "data", "extra_data", "augment", "tta_flip", "fit_val"}
+    skip = {"task", "data", "extra_data", "augment", "tta_flip", "fit_val", "skip_test"}
     for f in fields(TrainConfig):
         if f.name not in skip:
             args += ["--" + f.name.replace("_", "-"), str(getattr(cfg, f.name))]
@@ -40,6 +40,8 @@ def config_argv(cfg: TrainConfig) -> list[str]:
         args.append("--no-tta")
     if cfg.fit_val:
         args.append("--fit-val")
+    if cfg.skip_test:
+        args.append("--skip-test")
     for f in fields(Augment):
         value = getattr(cfg.augment, f.name)
         if f.name == "flip":
