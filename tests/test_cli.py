@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_dataset import SHARED, make_class_folders
+from tiny_dataset import SHARED, make_class_folders, make_mini_fer
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -187,3 +187,22 @@ def test_evaluate_expression_on_a_foreign_cropped_collection(tmp_path):
     assert cm.shape == (7, 7) and cm.sum(1).tolist() == [0, 0, 8, 8, 0, 0, 8]
     assert r["per_class"]["happy"]["recall"] >= 0.5 and r["per_class"]["surprise"]["recall"] >= 0.5
     assert r["accuracy"] > 1 / 3    # well above chance on three classes
+
+
+@pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"{FER_TEST} is absent (shared datasets live beside the repo)")
+def test_evaluate_smile_against_every_other_fer_expression(tmp_path):
+    """--fer-negatives 1: FER-2013's six non-happy expressions all count as no-smile faces, and each
+    expression's smile rate is reported (happy faces should be called smiles far more than neutral ones)."""
+    data = make_mini_fer(tmp_path / "fer", per_class=8)
+    out = tmp_path / "eval.json"
+    env = {**os.environ, "GRIN_CACHE": str(tmp_path / "cache")}
+    proc = cli("training.evaluate", "--model", "models/smile", "--data", str(data), "--split", "test",
+               "--fer-negatives", "1", "--json", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    rates = r["smile_rate_by_expression"]
+    assert set(rates) == EXPRESSIONS and all(v["n"] == 8 for v in rates.values())
+    assert r["n_images"] == 56 and np.array(r["confusion_matrix"]).sum(1).tolist() == [48, 8]
+    assert rates["happy"]["smile_rate"] >= 0.75 > rates["neutral"]["smile_rate"] + 0.25
+    proc = cli("training.evaluate", "--model", "models/expression", "--data", str(data), "--fer-negatives", "1")
+    assert proc.returncode == 2 and "it is for smile models" in proc.stderr

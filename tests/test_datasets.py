@@ -9,7 +9,8 @@ import pytest
 
 from core.tasks import get_task
 from tiny_dataset import FER, GENKI, drawn_face, make_mini_genki
-from training.datasets import (FER_CSV_CLASSES, DatasetError, detect_layout, load_dataset, load_fer_csv)
+from training.datasets import (FER_CSV_CLASSES, DatasetError, detect_layout, fer_expression, load_dataset,
+                               load_fer_csv)
 
 SMILE, EXPRESSION = get_task("smile"), get_task("expression")
 
@@ -126,6 +127,7 @@ def test_fer_csv_other_expressions_can_join_smile_as_no_smile_faces(tmp_path):
     path = write_fer_csv(tmp_path / "fer2013.csv", [(k, px[k], "Training") for k in range(7)])
     ds = load_fer_csv(path, SMILE, fer_negatives=1.0)
     assert ds.counts() == {"non_smile": 6, "smile": 1} and not ds.skipped
+    assert [fer_expression(s) for s in ds.samples] == list(FER_CSV_CLASSES)   # what each face was filed as
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -191,6 +193,7 @@ def test_fer_folders_other_expressions_can_join_smile_as_no_smile_faces(tmp_path
     base = load_dataset(root, SMILE)
     everything = load_dataset(root, SMILE, fer_negatives=1.0)
     assert everything.counts() == {"non_smile": 7 * 6, "smile": 7} and not everything.skipped
+    assert {fer_expression(s) for s in everything.samples} == set(EXPRESSION.class_names)
     some = load_dataset(root, SMILE, fer_negatives=0.5)
     assert [s.source for s in some.samples] == [s.source for s in load_dataset(root, SMILE, 0.5).samples]
     added = len(some.samples) - len(base.samples)

@@ -59,6 +59,11 @@ class Dataset:
         return {n: int(k) for n, k in zip(self.task.class_names, c)}
 
 
+def fer_expression(sample: Sample) -> str:
+    """The FER-2013 expression a sample was filed under (its class folder, or its CSV emotion)."""
+    return sample.meta.get("expression") or Path(sample.source).parent.name.lower()
+
+
 def file_digest(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -224,7 +229,7 @@ def load_fer_csv(path: str | Path, task: Task, fer_negatives: float = 0.0) -> Da
                 skipped[cls] = skipped.get(cls, 0) + 1
                 continue
             samples.append(Sample(img, label, group, split, cropped=True,
-                                  meta={"name": f"row{row_no}"}))
+                                  meta={"name": f"row{row_no}", "expression": cls}))
     if not samples:
         raise DatasetError(f"{path}: no rows for task '{task.name}'")
     return Dataset("fer2013", str(path), task, samples, skipped)

@@ -18,8 +18,10 @@ from training.metrics import classification_report
 SPLIT_CHOICES = ("test", "val", "train", "all", "private_test", "public_test")
 
 
-def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: float | None = None) -> dict:
-    """Figures for crops `x` with labels `y`, through the same call the app uses."""
+def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: float | None = None,
+                    predictions: bool = False) -> dict:
+    """Figures for crops `x` with labels `y`, through the same call the app uses (and, with
+    `predictions`, each face's decided class under the key "predictions")."""
     from core.pipeline import decide
 
     t0 = time.perf_counter()
@@ -29,13 +31,17 @@ def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: fl
     out = classification_report(np.asarray(y), probs, list(clf.task.class_names), pred)
     out.update(n_images=int(len(y)), classify_ms_per_face=round(ms, 3), tta_flip=clf.meta.tta_flip,
                tta_crops=len(clf.crops), model_runs_per_face=clf.n_views)
+    if predictions:
+        out["predictions"] = np.asarray(pred).tolist()
     return out
 
 
 def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: str = "auto",
-                     limit: int = 0, crops: bool = True) -> dict:
+                     limit: int = 0, crops: bool = True, fer_negatives: float = 0.0) -> dict:
     """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set;
-    `crops=False` leaves out the model's extra test-time crops."""
+    `crops=False` leaves out the model's extra test-time crops. For a smile model on FER-2013,
+    `fer_negatives` (1: all) also counts its other expressions as no-smile faces and reports, per
+    expression, how many the model calls smiles."""
     from dataclasses import replace
 
     from core.detect import DetectorConfig
@@ -44,7 +50,11 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     from training.split import SplitConfig, assign_splits, test_mask
 
     meta = ModelMeta.load(Path(model))
-    ds = load_dataset(data, meta.validate())   # model and dataset errors come before TensorFlow loads
+    task = meta.validate()
+    if fer_negatives and task.name != "smile":
+        raise ValueError("--fer-negatives counts FER-2013's other expressions as no-smile faces: "
+                         f"it is for smile models, and {model} is a {task.name} model")
+    ds = load_dataset(data, task, fer_negatives)   # model and dataset errors come before TensorFlow loads
     clf = Classifier(model, crops=crops)
     if ds.name in ("folders",):
         mask = np.ones(len(ds.samples), bool)
@@ -62,11 +72,24 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     ok = np.flatnonzero(fc.readable)
     if len(ok) == 0:
         raise ValueError(f"no readable images in split '{split}' of {data}")
-    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok])
+    by_expression = bool(fer_negatives) and ds.name == "fer2013"
+    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], predictions=by_expression)
+    if by_expression:
+        out["smile_rate_by_expression"] = _smile_rate_by_expression(part, ok, out.pop("predictions"))
     out.update(model=str(model), data=str(data), dataset=ds.name, split=split, faces=faces,
                n_faces_found=int(fc.found[ok].sum()), n_unreadable=int((~fc.readable).sum()),
                skipped_classes=ds.skipped)
     return out
+
+
+def _smile_rate_by_expression(part, ok: np.ndarray, predicted: list[int]) -> dict:
+    """For FER-2013 under the smile task: each expression's faces and the share called smiles."""
+    from training.datasets import fer_expression
+
+    names = np.array([fer_expression(part.samples[i]) for i in ok])
+    smiles = np.asarray(predicted) == 1
+    return {str(n): {"n": int((names == n).sum()), "smile_rate": round(float(smiles[names == n].mean()), 4)}
+            for n in sorted(set(names))}
 
 
 def main(argv=None) -> int:
@@ -77,10 +100,14 @@ def main(argv=None) -> int:
     p.add_argument("--faces", default="auto", choices=("auto", "detect", "cropped"))
     p.add_argument("--limit", type=int, default=0, help="evaluate an evenly spaced subset of this size")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops")
+    p.add_argument("--fer-negatives", type=float, default=0.0,
+                   help="smile model on FER-2013: also count this fraction (1: all) of its angry, disgust, fear, "
+                        "sad and surprise faces as no-smile faces, and report each expression's smile rate")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     try:
-        out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit, not args.no_crops)
+        out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit, not args.no_crops,
+                               args.fer_negatives)
     except (ModelError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
