@@ -124,6 +124,14 @@ def test_evaluate_on_a_class_folder_dataset(tmp_path):
     assert json.loads(proc.stdout)["n_images"] == 24
 
 
+def test_evaluate_refuses_fer_negatives_it_cannot_apply(tmp_path):
+    data = make_class_folders(tmp_path / "faces", per_class=2, size=64)
+    proc = cli("training.evaluate", "--model", "models/smile", "--data", str(data), "--fer-negatives", "1")
+    assert proc.returncode == 2 and "is not FER-2013" in proc.stderr
+    proc = cli("training.evaluate", "--model", "models/smile", "--data", str(data), "--fer-negatives", "2")
+    assert proc.returncode == 2 and "a fraction in [0, 1], not 2.0" in proc.stderr
+
+
 def test_evaluate_reports_a_missing_dataset(tmp_path):
     proc = cli("training.evaluate", "--model", "models/smile", "--data", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "no such dataset folder or file" in proc.stderr

@@ -127,6 +127,11 @@ def test_stop_file_stops_the_run_and_resume_finishes_it(faces, tmp_path):
     assert run.evaluation()["n_images"] > 0
 
 
+def test_fer_negatives_without_fer2013_is_refused(faces, tmp_path, capsys):
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(tmp_path / "r"), "--fer-negatives", "0.3"]) == 2
+    assert "--fer-negatives takes its no-smile faces from FER-2013" in capsys.readouterr().err
+
+
 def test_skip_test_leaves_the_test_split_unread(faces, tmp_path):
     """--skip-test: a run for choosing a recipe on validation ends without a test figure anywhere."""
     out = tmp_path / "no-test"

@@ -9,7 +9,7 @@ import numpy as np
 from core.detect import DetectorConfig
 from core.preprocess import PreprocessConfig
 from core.tasks import Task, get_task
-from training.datasets import Dataset, load_dataset
+from training.datasets import Dataset, DatasetError, is_fer2013, load_dataset
 from training.faces import Faces, extract_faces, wide_crops
 from training.split import SplitConfig, assign_splits
 
@@ -91,6 +91,9 @@ def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "aut
     `wide_side`, training faces are wider crops of that many pixels (validation and test are not).
     `fer_negatives` adds that fraction of FER-2013's non-happy, non-neutral faces as no-smile faces."""
     task = get_task(task_name)
+    if fer_negatives and not any(is_fer2013(r) for r in [data, *(extra_data or [])]):
+        raise DatasetError("--fer-negatives takes its no-smile faces from FER-2013: give FER-2013 as --data "
+                           "or as --extra-data")
     pp = task_preprocess(task)
     say = progress or (lambda msg: None)
     ds, fc = load_faces(data, task, pp, faces, lambda i, n: say(f"faces {i}/{n}"), fer_negatives)

@@ -86,6 +86,15 @@ def detect_layout(root: str | Path) -> str:
     return "folders"
 
 
+def is_fer2013(root: str | Path) -> bool:
+    """Whether `root` holds FER-2013 (its CSV, or its train/test class folders)."""
+    try:
+        layout = detect_layout(root)
+    except DatasetError:
+        return False
+    return layout == "fer_csv" or (layout == "split_folders" and _is_fer(Path(root)))
+
+
 def load_dataset(root: str | Path, task: Task, fer_negatives: float = 0.0) -> Dataset:
     """Load any supported dataset layout for `task`. For smile, `fer_negatives` is the fraction of
     FER-2013's angry, disgust, fear, sad and surprise faces taken as no-smile faces."""

@@ -45,7 +45,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     from dataclasses import replace
 
     from core.detect import DetectorConfig
-    from training.datasets import load_dataset
+    from training.datasets import is_fer2013, load_dataset
     from training.faces import extract_faces
     from training.split import SplitConfig, assign_splits, test_mask
 
@@ -54,6 +54,10 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     if fer_negatives and task.name != "smile":
         raise ValueError("--fer-negatives counts FER-2013's other expressions as no-smile faces: "
                          f"it is for smile models, and {model} is a {task.name} model")
+    if not 0 <= fer_negatives <= 1:
+        raise ValueError(f"--fer-negatives is a fraction in [0, 1], not {fer_negatives}")
+    if fer_negatives and not is_fer2013(data):
+        raise ValueError(f"--fer-negatives counts FER-2013's other expressions: {data} is not FER-2013")
     ds = load_dataset(data, task, fer_negatives)   # model and dataset errors come before TensorFlow loads
     clf = Classifier(model, crops=crops)
     if ds.name in ("folders",):
