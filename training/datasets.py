@@ -159,22 +159,22 @@ def _scan_class_folders(root: Path, task: Task, split: str | None, fer_source: b
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        label = _class_for(folder.name, task, fer_source)
-        if label is None and fer_negatives > 0 and fer_source:   # some of these faces may still join
-            digests = {f: file_digest(f) for f in files}
-            files = [f for f in files if _class_for(folder.name, task, True, digests[f], fer_negatives) is not None]
-            label = task.class_index("non_smile") if files else None
-            if len(files) < len(digests):
-                skipped[folder.name] = skipped.get(folder.name, 0) + len(digests) - len(files)
-        if label is None:
+        folder_label = _class_for(folder.name, task, fer_source)
+        per_file = folder_label is None and fer_negatives > 0 and fer_source   # some of these faces may join
+        if folder_label is None and not per_file:
             skipped[folder.name] = skipped.get(folder.name, 0) + len(files)
             continue
         for f in files:
+            digest = file_digest(f)
+            label = _class_for(folder.name, task, True, digest, fer_negatives) if per_file else folder_label
+            if label is None:
+                skipped[folder.name] = skipped.get(folder.name, 0) + 1
+                continue
             official = split
             if split == "test" and fer_source:  # FER test files are named by their official split
                 official = ("private_test" if f.name.startswith("PrivateTest")
                             else "public_test" if f.name.startswith("PublicTest") else "test")
-            samples.append(Sample(str(f), label, file_digest(f), official))
+            samples.append(Sample(str(f), label, digest, official))
     return samples
 
 

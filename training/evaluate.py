@@ -76,9 +76,8 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     ok = np.flatnonzero(fc.readable)
     if len(ok) == 0:
         raise ValueError(f"no readable images in split '{split}' of {data}")
-    by_expression = bool(fer_negatives) and ds.name == "fer2013"
-    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], predictions=by_expression)
-    if by_expression:
+    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], predictions=bool(fer_negatives))
+    if fer_negatives:   # FER-2013, checked above
         out["smile_rate_by_expression"] = _smile_rate_by_expression(part, ok, out.pop("predictions"))
     out.update(model=str(model), data=str(data), dataset=ds.name, split=split, faces=faces,
                n_faces_found=int(fc.found[ok].sum()), n_unreadable=int((~fc.readable).sum()),
