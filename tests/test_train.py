@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.model import Classifier
@@ -160,6 +161,12 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--fer-negatives", "1.5"], "FER-2013 negatives must be a fraction in [0, 1], not 1.5"),
     (["--task", "expression", "--fer-negatives", "0.3"], "FER-2013 negatives (other expressions as no-smile "
                                                           "faces) are for the smile task"),
+    (["--teacher", "nowhere"], "--teacher nowhere: no model.keras there to learn from"),
+    (["--teacher", str(REPO / "models" / "expression")], "is a model for the expression task, not smile"),
+    (["--teacher", str(REPO / "models" / "smile"), "--distill", "1.5"],
+     "the distillation weight must be in [0, 1], not 1.5"),
+    (["--teacher", str(REPO / "models" / "smile"), "--distill", "0.8", "--class-weights", "sqrt"],
+     "lower --distill or use --class-weights none"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(args, reason, faces, tmp_path, capsys):
     out = tmp_path / "never"
@@ -238,3 +245,24 @@ def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finishe
 def test_fit_val_refuses_settings_that_need_validation(args, reason, faces, tmp_path, capsys):
     assert run_main([*QUICK, "--data", str(faces), "--out", str(tmp_path / "r"), "--fit-val", *args]) == 2
     assert reason in capsys.readouterr().err
+
+
+def test_distillation_learns_from_the_teachers_probabilities(faces, tmp_path):
+    """--teacher: the shipped smile model labels the training faces once (kept in the run folder for a
+    resume), and the targets are the blend of true labels and its probabilities."""
+    from training.distill import TEACHER_FILE
+    from training.train import make_dataset
+
+    out = tmp_path / "student"
+    teacher = REPO / "models" / "smile"
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "1", "--teacher", str(teacher),
+                     "--distill", "0.5", "--limit", "0"]) == 0
+    assert Run(out).status()["state"] == "finished" and Run(out).has_model()
+    soft = np.load(out / TEACHER_FILE)
+    part = prepare("smile", str(faces), SplitConfig()).parts["train"]
+    assert soft.shape == (len(part.y), 2)
+    assert np.allclose(soft, Classifier(teacher, warm_up=False).predict(part.x), atol=1e-5)
+    cfg = TrainConfig(data=str(faces), teacher=str(teacher), distill=0.5, batch_size=len(part.y))
+    _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, soft)))
+    assert np.allclose(targets.numpy(), 0.5 * np.eye(2)[part.y] + 0.5 * soft, atol=1e-6)
+    assert (targets.numpy().argmax(1) == part.y).all()   # class weights still follow the true labels

@@ -64,6 +64,8 @@ class TrainConfig:
     fit_val: bool = False        # final model: train on the validation faces too and keep the last epoch
     fer_negatives: float = 0.0   # smile: this fraction of FER-2013's other expressions joins as no-smile faces
     skip_test: bool = False      # leave the test split unread at the end (while choosing a recipe on validation)
+    teacher: str = ""            # distil from this model folder's probabilities on the training faces
+    distill: float = 0.5         # weight of the teacher's probabilities in the targets (with a teacher)
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -128,8 +130,17 @@ class TrainConfig:
         need(0 <= self.fer_negatives <= 1, f"FER-2013 negatives must be a fraction in [0, 1], not {self.fer_negatives}")
         need(not self.fer_negatives or self.task == "smile",
              "FER-2013 negatives (other expressions as no-smile faces) are for the smile task")
+        need(not self.teacher or (Path(self.teacher) / "model.keras").is_file(),
+             f"--teacher {self.teacher}: no model.keras there to learn from")
+        if self.teacher:
+            teacher_task = _model_task(Path(self.teacher))
+            need(teacher_task == self.task, f"--teacher {self.teacher} is a model for the {teacher_task} task, not {self.task}")
+        need(0 <= self.distill <= 1, f"the distillation weight must be in [0, 1], not {self.distill}")
+        need(not self.teacher or self.distill <= 0.5 or self.class_weights == "none",
+             "class weights follow each face's strongest target, which is its true label only while the "
+             "teacher's weight is at most 0.5: lower --distill or use --class-weights none")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
-        need(self.faces in ("auto", "detect", "cropped"), "faces must be auto, detect or cropped")
+        need(self.faces in ("auto", "detect", "cropped", "whole"), "faces must be auto, detect, cropped or whole")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         need(self.width >= 0 and self.width <= 512, "width must be 0 (default) to 512")
         a = self.augment
@@ -138,3 +149,13 @@ class TrainConfig:
         need(0 <= a.brightness_contrast <= 1 and 0 <= a.blur <= 1 and 0 <= a.erasing <= 1 and 0 <= a.mixup <= 1
              and 0 <= a.loose <= 1,
              "augmentation probabilities must be in [0, 1]")
+
+
+def _model_task(folder: Path) -> str:
+    """The task named in a model folder's metadata ("unknown" when it cannot be read)."""
+    import json
+
+    try:
+        return str(json.loads((folder / "metadata.json").read_text())["task"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"

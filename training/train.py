@@ -112,24 +112,27 @@ def make_optimizer(cfg: TrainConfig):
     return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int):
-    """A tf.data pipeline of (float images, one-hot labels); wide crops (`part.context` set) are cut to
-    `size`, more loosely at random when training."""
+def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int, soft: np.ndarray | None = None):
+    """A tf.data pipeline of (float images, targets); wide crops (`part.context` set) are cut to
+    `size`, more loosely at random when training. Targets are one-hot labels, blended with a
+    teacher's probabilities `soft` (one row per face) when distilling."""
     from training.augment import make_augmenter, make_loose_cropper
+    from training.distill import blend_targets
 
     tf = tensorflow()
     wide = part.context is not None
-    ds = tf.data.Dataset.from_tensor_slices((part.x, part.context, part.y) if wide else (part.x, part.y))
+    y = np.eye(n_classes, dtype=np.float32)[part.y]
+    if soft is not None:
+        y = blend_targets(y, soft.astype(np.float32), cfg.distill)
+    ds = tf.data.Dataset.from_tensor_slices((part.x, part.context, y) if wide else (part.x, y))
     if training:
         ds = ds.shuffle(len(part.y), seed=cfg.seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size)
     if wide:
         crop = make_loose_cropper(cfg.augment.loose if training else 0.0, size, cfg.seed)
-        ds = ds.map(lambda a, c, b: crop(tf.cast(a, tf.float32), c, tf.one_hot(b, n_classes)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda a, c, b: crop(tf.cast(a, tf.float32), c, b), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, n_classes)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         aug = make_augmenter(cfg.augment, size, cfg.seed)
         ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
@@ -302,8 +305,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
                        f"{len(tr.y)} faces", summary=prep.summary())
         logger = RunLogger(run, cfg, prep, meta, best)
         t_start = time.time()
+        soft = None
+        if cfg.teacher:
+            from training.distill import TEACHER_FILE, teacher_probs
+
+            soft = teacher_probs(cfg.teacher, tr.x, task.name, run.file(TEACHER_FILE),
+                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"))
+            run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
+                                   f"distilling from {cfg.teacher}")
         if initial_epoch < cfg.epochs:
-            model.fit(make_dataset(tr, task.n_classes, cfg, True, size),
+            model.fit(make_dataset(tr, task.n_classes, cfg, True, size, soft),
                       validation_data=make_dataset(va, task.n_classes, cfg, False, size),
                       epochs=cfg.epochs, initial_epoch=initial_epoch,
                       class_weight=class_weights(tr.y, task.n_classes, cfg.class_weights),
@@ -402,6 +413,10 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     p.add_argument("--fer-negatives", type=float, default=d.fer_negatives,
                    help="smile: this fraction of FER-2013's angry, disgust, fear, sad and surprise faces joins "
                         "as no-smile faces (with FER-2013 as --data or --extra-data)")
+    p.add_argument("--teacher", default="",
+                   help="distil: this model folder (or ensemble) labels the training faces with its probabilities")
+    p.add_argument("--distill", type=float, default=d.distill,
+                   help="weight of the teacher's probabilities in the targets, 0..1 (with --teacher)")
     p.add_argument("--skip-test", action="store_true",
                    help="leave the test split unread at the end (while choosing a recipe on validation)")
     p.add_argument("--no-flip", action="store_true")
@@ -422,7 +437,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                       limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
                       tta_flip=not args.no_tta, swa_epochs=args.swa_epochs,
                       swa_lr=args.swa_lr, fit_val=args.fit_val, fer_negatives=args.fer_negatives,
-                      skip_test=args.skip_test)
+                      skip_test=args.skip_test, teacher=args.teacher, distill=args.distill)
     return cfg, args
 
 
