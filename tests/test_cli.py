@@ -159,6 +159,22 @@ def test_bench_writes_the_documented_figures(tmp_path):
     assert all(row["detect_cpu_ms"]["one_face"] > 0 for row in sweep)
 
 
+@needs_media
+def test_bench_framing_compares_the_three_framings_on_the_posed_photos(tmp_path):
+    out = tmp_path / "framing.json"
+    proc = cli("bench.framing", "--media", str(MEDIA), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())["posed_photos"]
+    assert r["n"] == 7 and r["faces_found"] >= 6
+    assert r["both_views"] > r["whole"] and r["detected_face"] > r["whole"]
+
+
+def test_bench_framing_needs_an_expression_model(tmp_path):
+    proc = cli("bench.framing", "--model", "models/smile", "--json", str(tmp_path / "f.json"))
+    assert proc.returncode == 2 and "framing is measured with an expression model" in proc.stderr
+    assert not (tmp_path / "f.json").exists()
+
+
 def test_bench_refuses_an_unknown_detector_setting(tmp_path):
     proc = cli("bench", "--json", str(tmp_path / "b.json"), "--detector", "speed=11")
     assert proc.returncode == 2 and "expected KEY=VALUE with KEY one of cascade, max_side" in proc.stderr
@@ -172,6 +188,28 @@ def test_bench_without_media_is_a_clear_error(tmp_path):
 
 
 FER_TEST = SHARED / "datasets" / "fer2013" / "test"
+
+
+@needs_media
+def test_cropped_faces_framed_more_loosely_also_get_a_view_of_the_detected_face(tmp_path):
+    """The seven posed photos (276-612 px, head and shoulders) as a class-folder collection: `--faces
+    whole` takes each photo as the face; `--faces cropped` averages that with a view framed around the
+    detected face, which is how the model's training crops look."""
+    root = tmp_path / "posed"
+    for photo in sorted((MEDIA / "expressions").glob("*.jpg")):
+        (root / photo.stem).mkdir(parents=True)
+        (root / photo.stem / photo.name).write_bytes(photo.read_bytes())
+    env = {**os.environ, "GRIN_CACHE": str(tmp_path / "cache")}
+    results = {}
+    for mode in ("whole", "cropped"):
+        proc = cli("training.evaluate", "--model", "models/expression", "--data", str(root), "--faces", mode,
+                   "--json", str(tmp_path / f"{mode}.json"), env=env)
+        assert proc.returncode == 0, proc.stderr
+        results[mode] = json.loads((tmp_path / f"{mode}.json").read_text())
+    whole, cropped = results["whole"], results["cropped"]
+    assert whole["n_images"] == cropped["n_images"] == 7 and whole["n_faces_found"] == 0
+    assert cropped["n_faces_found"] >= 6          # a face was found, and viewed, in (nearly) every photo
+    assert round(cropped["accuracy"] * 7) >= 5 and cropped["accuracy"] > whole["accuracy"]
 
 
 @pytest.mark.skipif(not FER_TEST.is_dir(), reason=f"{FER_TEST} is absent (shared datasets live beside the repo)")

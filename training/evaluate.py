@@ -1,5 +1,5 @@
 """Evaluate a model folder on a dataset:
-`python -m training.evaluate --model models/smile --data <dir> [--split test] [--faces auto|detect|cropped] --json out.json`.
+`python -m training.evaluate --model models/smile --data <dir> [--split test] [--faces auto|detect|cropped|whole] --json out.json`.
 """
 from __future__ import annotations
 
@@ -13,19 +13,24 @@ import numpy as np
 
 from core.fileio import write_json_atomic
 from core.model import Classifier, ModelError, ModelMeta
+from training.faces import FACE_MODES
 from training.metrics import classification_report
 
 SPLIT_CHOICES = ("test", "val", "train", "all", "private_test", "public_test")
 
 
 def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: float | None = None,
-                    predictions: bool = False) -> dict:
+                    predictions: bool = False, second: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Figures for crops `x` with labels `y`, through the same call the app uses (and, with
-    `predictions`, each face's decided class under the key "predictions")."""
+    `predictions`, each face's decided class under the key "predictions"). `second` = (crops, mask):
+    where the mask is set, a second view of the face whose probabilities are averaged in."""
     from core.pipeline import decide
 
     t0 = time.perf_counter()
     probs = clf.predict(x)
+    if second is not None and second[1].any():
+        mask = second[1]
+        probs[mask] = (probs[mask] + clf.predict(second[0][mask])) / 2
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(x))
     pred = decide(probs, clf.task, clf.meta.threshold if threshold is None else threshold)
     out = classification_report(np.asarray(y), probs, list(clf.task.class_names), pred)
@@ -46,7 +51,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
 
     from core.detect import DetectorConfig
     from training.datasets import is_fer2013, load_dataset
-    from training.faces import extract_faces
+    from training.faces import extract_faces, framed_views
     from training.split import SplitConfig, assign_splits, test_mask
 
     meta = ModelMeta.load(Path(model))
@@ -76,7 +81,11 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     ok = np.flatnonzero(fc.readable)
     if len(ok) == 0:
         raise ValueError(f"no readable images in split '{split}' of {data}")
-    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], predictions=bool(fer_negatives))
+    framed = framed_views(part, fc, clf.preprocess) if faces == "cropped" else None
+    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], predictions=bool(fer_negatives),
+                          second=None if framed is None else (framed.x[ok], framed.found[ok]))
+    if framed is not None:
+        fc = framed   # its `found`: the images that also had a detected face's view
     if fer_negatives:   # FER-2013, checked above
         out["smile_rate_by_expression"] = _smile_rate_by_expression(part, ok, out.pop("predictions"))
     out.update(model=str(model), data=str(data), dataset=ds.name, split=split, faces=faces,
@@ -100,7 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="models/smile")
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test", choices=SPLIT_CHOICES)
-    p.add_argument("--faces", default="auto", choices=("auto", "detect", "cropped"))
+    p.add_argument("--faces", default="auto", choices=FACE_MODES,
+                   help="how each image becomes a face (see the README): auto, detect, cropped or whole")
     p.add_argument("--limit", type=int, default=0, help="evaluate an evenly spaced subset of this size")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops")
     p.add_argument("--fer-negatives", type=float, default=0.0,

@@ -18,7 +18,8 @@ from core.imageio import ImageError, load_image
 from core.preprocess import PreprocessConfig, crop_faces, whole_image_box
 from training.datasets import Dataset, Sample
 
-FACE_MODES = ("auto", "detect", "cropped")
+FACE_MODES = ("auto", "detect", "cropped", "whole")
+CROP_MAX_SIDE = 100   # "auto" takes images up to this size (shorter side) as face crops
 
 
 @dataclass
@@ -42,9 +43,9 @@ def cache_dir() -> Path:
 def _uses_detection(cropped: bool, mode: str, shape: tuple[int, ...]) -> bool:
     if mode == "detect":
         return True
-    if mode == "cropped":
+    if mode in ("cropped", "whole"):
         return False
-    return not cropped and min(shape[:2]) > 100  # auto: small images are taken as crops
+    return not cropped and min(shape[:2]) > CROP_MAX_SIDE  # auto: small images are taken as crops
 
 
 def face_from_image(image: np.ndarray, cropped: bool, mode: str, detector: FaceDetector,
@@ -127,6 +128,38 @@ def wide_crops(ds: Dataset, faces: Faces, pp: PreprocessConfig, use_cache: bool 
     if use_cache:
         _save_npz(path, x=x)
     return Faces(x, faces.found, faces.readable, faces.boxes)
+
+
+def framed_views(ds: Dataset, faces: Faces, pp: PreprocessConfig, detector_cfg: DetectorConfig | None = None,
+                 use_cache: bool = True) -> Faces:
+    """For `--faces cropped`: a second view of each image over CROP_MAX_SIDE pixels, framed around its
+    largest detected face the way the model's crops are (`found` is False where there is none).
+
+    Averaged with the whole-image view, it rescues faces cropped more loosely than the model's data
+    and leaves tight crops about as they were (measured in the README)."""
+    detector_cfg = detector_cfg or DetectorConfig()
+    h = hashlib.sha1(json.dumps([ds.name, ds.root, pp.to_dict(), detector_cfg.to_dict(), "framed", 1]).encode())
+    h.update(faces.readable.tobytes())
+    for s in ds.samples:
+        h.update(s.group.encode())
+    path = cache_dir() / "faces" / f"{ds.name}-{ds.task.name}-framed-{h.hexdigest()[:16]}.npz"
+    if use_cache and path.is_file():
+        with np.load(path) as z:
+            return Faces(z["x"], z["found"], faces.readable, z["boxes"])
+    detector = FaceDetector(detector_cfg)
+    x = np.zeros_like(faces.x)
+    found = np.zeros(len(ds.samples), bool)
+    boxes = np.zeros((len(ds.samples), 4), np.int32)
+    for i in np.flatnonzero(faces.readable):
+        img = _read(ds.samples[i])
+        if min(img.shape[:2]) <= CROP_MAX_SIDE:
+            continue
+        found_boxes = detector.detect(img)
+        if found_boxes:
+            x[i], found[i], boxes[i] = crop_faces(img, found_boxes[:1], pp)[0], True, found_boxes[0]
+    if use_cache:
+        _save_npz(path, x=x, found=found, boxes=boxes)
+    return Faces(x, found, faces.readable, boxes)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
