@@ -22,9 +22,9 @@ def centre_cut(x: np.ndarray, size: int) -> np.ndarray:
     return x[:, m:m + size, m:m + size] if m > 0 else x
 
 
-def teacher_probs(teacher: str | Path, x: np.ndarray, task_name: str, cache: Path | None = None,
-                  progress=None) -> np.ndarray:
-    """The teacher's class probabilities for uint8 training crops `x` (cached in `cache`)."""
+def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None, progress=None) -> np.ndarray:
+    """The teacher's class probabilities for uint8 training crops `x` (cached in `cache`); its task was
+    checked against the run's by `TrainConfig.validate`."""
     if cache is not None and cache.is_file():
         probs = np.load(cache)
         if probs.shape[0] == len(x):
@@ -33,8 +33,6 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, task_name: str, cache: Pat
         clf = Classifier(teacher, warm_up=False)
     except (ModelError, OSError) as exc:
         raise ConfigError(f"--teacher {teacher}: {exc}") from None
-    if clf.task.name != task_name:
-        raise ConfigError(f"--teacher {teacher} is a model for the {clf.task.name} task, not {task_name}")
     x = centre_cut(x, clf.preprocess.input_size)
     if x.shape[1:] != clf.preprocess.input_shape:
         raise ConfigError(f"--teacher {teacher} takes {clf.preprocess.input_shape} faces, not {x.shape[1:]}")
