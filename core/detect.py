@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -21,6 +23,10 @@ class DetectorConfig:
     # Photos (not live video) get a second, more permissive pass when the first finds nothing.
     retry_scale_factor: float = 1.05
     retry_min_neighbors: int = 3
+    # ...and when that finds nothing too: other cascades, then the image turned by these angles
+    # (tilted heads), each with the retry settings.
+    fallback_cascades: tuple[str, ...] = ("haarcascade_frontalface_alt2.xml",)
+    fallback_angles: tuple[float, ...] = (-15.0, 15.0, -30.0, 30.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -28,7 +34,8 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "DetectorConfig":
         d = d or {}
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 # Live video (webcam, the benchmark): faces are large and the tracker reuses boxes between
@@ -43,18 +50,21 @@ class FaceDetector:
 
     def __init__(self, config: DetectorConfig | None = None):
         self.config = config or DetectorConfig()
-        self._path = cv2.data.haarcascades + self.config.cascade
         self._local = threading.local()
-        self._cascade()  # fail early if the cascade file is missing
+        for name in (self.config.cascade, *self.config.fallback_cascades):
+            self._cascade(name)  # fail early if a cascade file is missing
 
-    def _cascade(self) -> cv2.CascadeClassifier:
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = cv2.CascadeClassifier(self._path)
+    def _cascade(self, name: str | None = None) -> cv2.CascadeClassifier:
+        """This thread's copy of a cascade (OpenCV's are not safe to share between threads)."""
+        name = name or self.config.cascade
+        cascades = self._local.__dict__.setdefault("cascades", {})
+        if name not in cascades:
+            path = cv2.data.haarcascades + name
+            cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
-                raise RuntimeError(f"could not load the Haar cascade {self._path}")
-            self._local.cascade = cascade
-        return cascade
+                raise RuntimeError(f"could not load the Haar cascade {path}")
+            cascades[name] = cascade
+        return cascades[name]
 
     def detect(self, image: np.ndarray, thorough: bool = False) -> list[Box]:
         """Boxes of the faces in `image`, largest first, in original pixel coordinates.
@@ -73,8 +83,44 @@ class FaceDetector:
             small, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
             minSize=(min_side, min_side))
         if thorough and len(found) == 0:
-            found = self._cascade().detectMultiScale(
-                small, scaleFactor=cfg.retry_scale_factor, minNeighbors=cfg.retry_min_neighbors,
-                minSize=(min_side, min_side))
+            found = self._deeper_search(small, min_side)
         boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(found).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+    def _retry(self, gray: np.ndarray, min_side: int, cascade: str | None = None) -> np.ndarray:
+        cfg = self.config
+        return np.asarray(self._cascade(cascade).detectMultiScale(
+            gray, scaleFactor=cfg.retry_scale_factor, minNeighbors=cfg.retry_min_neighbors,
+            minSize=(min_side, min_side))).reshape(-1, 4)
+
+    def _deeper_search(self, small: np.ndarray, min_side: int) -> np.ndarray:
+        """For photos where the first pass found nothing: finer scales, other cascades, turned copies."""
+        retry = partial(self._retry, min_side=min_side)
+        searches = [partial(retry, small)]
+        searches += [partial(retry, small, cascade=name) for name in self.config.fallback_cascades]
+        searches += [partial(_rotated_search, small, angle, retry) for angle in self.config.fallback_angles]
+        for search in searches:
+            found = search()
+            if len(found):
+                return found
+        return np.empty((0, 4), int)
+
+
+def _rotated_search(gray: np.ndarray, angle: float, search: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Run `search` on `gray` turned by `angle` degrees (canvas grown to keep the corners) and map
+    each box's centre back to `gray`; a box keeps its size, axis-aligned in the original."""
+    h, w = gray.shape[:2]
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(rot[0, 0]), abs(rot[0, 1])
+    nw, nh = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    rot[0, 2] += nw / 2 - w / 2
+    rot[1, 2] += nh / 2 - h / 2
+    turned = cv2.warpAffine(gray, rot, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    back = cv2.invertAffineTransform(rot)
+    boxes = []
+    for x, y, bw, bh in search(turned):
+        cx, cy = back @ np.array([x + bw / 2, y + bh / 2, 1.0])
+        x0 = min(max(cx - bw / 2, 0), max(w - bw, 0))    # kept inside the image
+        y0 = min(max(cy - bh / 2, 0), max(h - bh, 0))
+        boxes.append((int(round(x0)), int(round(y0)), min(bw, w), min(bh, h)))
+    return np.asarray(boxes, dtype=int).reshape(-1, 4)

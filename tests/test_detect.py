@@ -1,6 +1,8 @@
 """The face detector on real photos: recall on GENKI-4K, boxes in original coordinates, no false faces."""
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -40,7 +42,7 @@ def test_finds_a_face_in_at_least_95_percent_of_genki_photos(detector):
         for x, y, bw, bh in boxes:
             assert 0 <= x and 0 <= y and x + bw <= w + 1 and y + bh <= h + 1
     assert found / len(picks) >= 0.95, f"one pass found faces in {found} of {len(picks)} photos"
-    assert found_thorough / len(picks) >= 0.97, f"two passes found faces in {found_thorough} of {len(picks)}"
+    assert found_thorough / len(picks) >= 0.99, f"the deeper search found faces in {found_thorough} of {len(picks)}"
 
 
 @needs_media
@@ -87,20 +89,41 @@ def test_largest_face_first_and_gray_input(detector):
     assert detector.detect(cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)) == boxes
 
 
+@needs_media
+@pytest.mark.parametrize("name, angle", [("neutral", -30), ("sad", 30), ("angry", 30)])
+def test_tilted_heads_are_found_by_the_deeper_search_for_photos(detector, name, angle):
+    """A real face turned by 25-30 degrees: the one-pass (live) search misses it; the photo search
+    finds it, with the box centred on the face and about its size."""
+    img = load_image(EXPRESSIONS / f"{name}.jpg")
+    (x, y, w, h), = detector.detect(img)
+    rot = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), angle, 1.0)
+    turned = cv2.warpAffine(img, rot, img.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+    cx, cy = rot @ np.array([x + w / 2, y + h / 2, 1.0])
+    assert detector.detect(turned) == []
+    assert FaceDetector(DetectorConfig(fallback_angles=())).detect(turned, thorough=True) == []
+    (bx, by, bw, bh), *_ = detector.detect(turned, thorough=True)
+    assert abs(bx + bw / 2 - cx) < 0.15 * w and abs(by + bh / 2 - cy) < 0.15 * w and 0.8 < bw / w < 1.25
+
+
 def test_no_face_in_blank_or_noise_images(detector):
     assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert detector.detect(np.full((480, 640, 3), 255, np.uint8)) == []
     noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     assert detector.detect(noise) == []
     assert detector.detect(np.zeros((5, 5, 3), np.uint8)) == []     # tiny input: no crash
+    for image in (noise, np.zeros((480, 640, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)):
+        assert detector.detect(image, thorough=True) == []             # the deeper search invents none
 
 
 def test_missing_cascade_is_a_clear_error():
     with pytest.raises(RuntimeError, match="could not load the Haar cascade"):
         FaceDetector(DetectorConfig(cascade="no_such_cascade.xml"))
+    with pytest.raises(RuntimeError, match="no_such_fallback.xml"):
+        FaceDetector(DetectorConfig(fallback_cascades=("no_such_fallback.xml",)))
 
 
 def test_config_round_trips_through_a_dict():
-    cfg = DetectorConfig(max_side=240, scale_factor=1.2, min_face_frac=0.15)
+    cfg = DetectorConfig(max_side=240, scale_factor=1.2, min_face_frac=0.15, fallback_angles=(-20.0, 20.0))
     assert DetectorConfig.from_dict({**cfg.to_dict(), "other": 1}) == cfg
+    assert DetectorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg   # lists back to tuples
     assert DetectorConfig.from_dict(None) == DetectorConfig()
