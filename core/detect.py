@@ -20,7 +20,7 @@ class DetectorConfig:
     min_neighbors: int = 5
     min_face_frac: float = 0.08  # smallest face, as a fraction of the shorter side of the image
     equalize: bool = True
-    # Photos (not live video) get a second, more permissive pass when the first finds nothing.
+    # Photos (not live video) get a finer, more permissive pass when the first finds nothing...
     retry_scale_factor: float = 1.05
     retry_min_neighbors: int = 3
     # ...and when that finds nothing too: other cascades, then the image turned by these angles
@@ -68,8 +68,8 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray, thorough: bool = False) -> list[Box]:
         """Boxes of the faces in `image`, largest first, in original pixel coordinates.
-        `thorough`: when nothing is found, search again with finer scales and fewer neighbours
-        (for photos, where a few more milliseconds do not matter)."""
+        `thorough`: when nothing is found, search deeper: finer scales and fewer neighbours, then the
+        fallback cascades, then turned copies (for photos, where a few more milliseconds do not matter)."""
         cfg = self.config
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         h, w = gray.shape[:2]

@@ -46,7 +46,7 @@ def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
         result.error = str(exc)
         return result
     result.height, result.width = image.shape[:2]
-    result.faces = pipeline(image, thorough=True)   # a photo: a second, finer search if the first finds none
+    result.faces = pipeline(image, thorough=True)   # a photo: a deeper search if the first finds none
     if annotate is not None:
         from core.draw import draw_faces
 

@@ -39,7 +39,7 @@ def analyse_image(data: bytes, name: str, model_key: tuple, threshold: float | N
         image = load_image(data, name)
     except ImageError as exc:
         return {"name": name, "error": str(exc), "rows": []}
-    faces = _pipeline(image, thorough=True)  # a photo: a second, finer search if the first finds nothing
+    faces = _pipeline(image, thorough=True)  # a photo: a deeper search if the first finds nothing
     rows = [{"file": name, "face": i + 1, **f.as_row()} for i, f in enumerate(faces)]
     return {"name": name, "error": "", "rows": rows, "annotated": display_copy(image, faces)}
 
