@@ -9,7 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.model import ModelError
-from core.registry import default_model, runs_root, set_default_model
+from core.registry import default_model, list_models, runs_root, set_default_model
 from core.tasks import TASKS, get_task
 from training import launcher
 from training.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, Augment, ConfigError, TrainConfig
@@ -87,6 +87,12 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                                       f"split stays the same (seed {D.split_seed}), so runs can be compared.")
         patience = c[1].number_input("Early stopping patience (0: off)", 0, 1000, D.patience, key="train.patience")
         name = c[2].text_input("Run name (optional)", key="train.name")
+        models = {str(e.path): f"{e.label} · {e.task} task, {e.meta.arch} network" for e in list_models()}
+        start_from = c[3].selectbox("Start from", ["", *models], key="train.init",
+                                    format_func=lambda p: models.get(p, "new weights"),
+                                    help="Fine-tune a model of this task, or transfer one of another task "
+                                         "(its output layer starts fresh). The architecture must be the "
+                                         "model's; its width is taken from it.")
         if not st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             return None
     return TrainConfig(task=task, data=data.strip(), arch=arch, epochs=int(epochs), batch_size=int(batch),
@@ -94,6 +100,7 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                        weight_decay=float(weight_decay), l2=float(l2), dropout=float(dropout),
                        label_smoothing=float(smoothing), class_weights=weights, seed=int(seed),
                        limit=int(limit), patience=int(patience), swa_epochs=int(swa_epochs), swa_lr=float(swa_lr),
+                       init=start_from,
                        augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup, loose)), name
 
 

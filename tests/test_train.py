@@ -161,6 +161,11 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--fer-negatives", "1.5"], "FER-2013 negatives must be a fraction in [0, 1], not 1.5"),
     (["--task", "expression", "--fer-negatives", "0.3"], "FER-2013 negatives (other expressions as no-smile "
                                                           "faces) are for the smile task"),
+    (["--task", "expression", "--init", str(REPO / "models" / "smile")],
+     "a 'compact' network, and this run builds 'expression': choose that architecture (--arch compact)"),
+    (["--arch", "expression", "--init", str(REPO / "models" / "expression")],
+     "a network of width 40, and this run asks for --width 8: leave --width out to take that model's"),
+    (["--arch", "hog_svm", "--init", str(REPO / "models" / "smile")], "the 'hog_svm' baseline is not a network"),
     (["--teacher", "nowhere"], "--teacher nowhere: no model.keras there to learn from"),
     (["--teacher", str(REPO / "models" / "expression")], "is a model for the expression task, not smile"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "1.5"],
@@ -266,3 +271,27 @@ def test_distillation_learns_from_the_teachers_probabilities(faces, tmp_path):
     _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, soft)))
     assert np.allclose(targets.numpy(), 0.5 * np.eye(2)[part.y] + 0.5 * soft, atol=1e-6)
     assert (targets.numpy().argmax(1) == part.y).all()   # class weights still follow the true labels
+
+
+def test_a_model_of_another_task_starts_a_run(faces, tmp_path):
+    """Transfer learning: a smile run from the bundled seven-expression network takes its width and every
+    layer's weights but the output layer, which starts fresh with two classes."""
+    import keras
+
+    from training.architectures import build_model
+    from training.train import load_init_weights
+
+    source = REPO / "models" / "expression"
+    out = tmp_path / "transfer"
+    assert run_main([*QUICK, "--width", "0", "--data", str(faces), "--out", str(out), "--epochs", "1",
+                     "--lr", "1e-6", "--arch", "expression", "--init", str(source), "--skip-test"]) == 0
+    assert Run(out).config()["config"]["width"] == 40
+    theirs = keras.saving.load_model(source / "model.keras", compile=False)
+    ours = keras.saving.load_model(out / "model.keras", compile=False)
+    conv = [(a, b) for a, b in zip(theirs.layers, ours.layers) if isinstance(a, keras.layers.Conv2D)]
+    assert len(conv) == 8 and all(np.allclose(a.get_weights()[0], b.get_weights()[0], atol=1e-3) for a, b in conv)
+    assert ours.output_shape == (None, 2) and theirs.output_shape == (None, 7)
+
+    narrow = build_model("expression", (64, 64, 1), 2, width=32)
+    with pytest.raises(ConfigError, match=r"--init .*: its layer '.*' has weights of shape .*same --width"):
+        load_init_weights(narrow, str(source))

@@ -87,6 +87,43 @@ class TrainConfig:
     def resolved_arch(self) -> str:
         return self.arch or get_task(self.task).default_arch
 
+    def init_meta(self) -> dict:
+        """The --init model's metadata.json ({} when it has none)."""
+        import json
+
+        path = Path(self.init) / "metadata.json"
+        try:
+            return json.loads(path.read_text()) if self.init and path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--init {self.init}: unreadable metadata.json ({exc})") from None
+
+    def resolve_width(self) -> None:
+        """Width 0 with --init: take the --init model's width (a fine-tune or transfer must match it)."""
+        if self.init and not self.width:
+            self.width = int(self.init_meta().get("extra", {}).get("train_config", {}).get("width", 0) or 0)
+
+    def _check_init(self, need) -> None:
+        """--init copies weights layer by layer (any task: only a different head is re-initialised), so the
+        network must be built the same way."""
+        from training.architectures import DEFAULT_WIDTH
+        from training.baselines import BASELINES
+
+        arch = self.resolved_arch()
+        need(arch not in BASELINES, f"--init starts a network from a model's weights; the '{arch}' baseline "
+                                    "is not a network: leave --init out")
+        meta = self.init_meta()
+        source = meta.get("arch", "")
+        need(not source or source == arch, f"--init {self.init}: a '{source}' network, and this run builds "
+                                           f"'{arch}': choose that architecture (--arch {source}), or leave --init out")
+        made = meta.get("extra", {}).get("train_config")
+        if made is not None and self.width:
+            theirs = made.get("width") or DEFAULT_WIDTH.get(arch, 0)
+            need(self.width == theirs, f"--init {self.init}: a network of width {theirs}, and this run asks for "
+                                       f"--width {self.width}: leave --width out to take that model's")
+        mode = meta.get("preprocess", {}).get("color_mode", "")
+        need(not mode or mode == get_task(self.task).color_mode,
+             f"--init {self.init}: a {mode} model, and task '{self.task}' sees {get_task(self.task).color_mode} faces")
+
     def validate(self) -> None:
         """Raise ConfigError for the first setting that cannot work."""
         from training.architectures import ARCHITECTURES
@@ -118,6 +155,8 @@ class TrainConfig:
              and self.val_fraction + self.test_fraction < 0.8, "validation/test fractions must leave training data")
         need(not self.init or (Path(self.init) / "model.keras").is_file(),
              f"--init {self.init}: no model.keras there to start from")
+        if self.init:
+            self._check_init(need)
         need(1 <= self.main_repeat <= 10, "main dataset repeat must be between 1 and 10")
         need(0 <= self.swa_epochs <= self.epochs, f"SWA epochs must be between 0 and the epochs ({self.epochs})")
         need(0 <= self.swa_lr <= 1.0, f"SWA learning rate must be in [0, 1], not {self.swa_lr}")

@@ -71,17 +71,22 @@ def inherited_threshold(init: str) -> float:
 
 
 def load_init_weights(model, folder: str) -> None:
-    """Copy weights from another model of the same architecture (classes may differ: the head is
-    copied only when its shape matches)."""
+    """Copy weights from another model of the same architecture and width. The classes may differ
+    (another task: transfer learning): then the output layer alone keeps its fresh weights."""
     import keras
 
     source = keras.saving.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)
     if len(source.layers) != len(model.layers):
         raise ConfigError(f"--init {folder}: a different architecture ({source.name}) than this run's ({model.name})")
-    for src, dst in zip(source.layers, model.layers):
+    pairs = [(s, d) for s, d in zip(source.layers, model.layers) if d.weights]
+    for i, (src, dst) in enumerate(pairs):
         weights = src.get_weights()
-        if [w.shape for w in weights] == [w.shape for w in dst.get_weights()]:
+        theirs, ours = [w.shape for w in weights], [w.shape for w in dst.get_weights()]
+        if theirs == ours:
             dst.set_weights(weights)
+        elif i < len(pairs) - 1:   # anything but the output layer: not the same network
+            raise ConfigError(f"--init {folder}: its layer '{src.name}' has weights of shape {theirs}, this "
+                              f"run's {ours}: build it with the same --width as that model")
 
 
 def auto_precision(has_gpu: bool, flags: set[str]) -> str:
@@ -250,6 +255,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         cfg = TrainConfig.from_dict(json.loads(run.file(CONFIG).read_text())["config"])
     elif run.file(CHECKPOINT).is_file() or run.file(METRICS).is_file():
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another folder")
+    else:
+        cfg.resolve_width()   # before config.json is written, so a later --init from this run finds it
     cfg.validate()   # after a resume has read the run's own settings
     run.file("STOP").unlink(missing_ok=True)
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])

@@ -24,6 +24,13 @@ def fill(page, label: str, value) -> None:
     box.press("Tab")
 
 
+def choose(page, label: str, option) -> None:
+    """Pick `option` (its text, or a pattern) in the main area's selectbox called `label`."""
+    page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, **({"exact": True} if isinstance(option, str) else {})).click()
+    page.wait_for_timeout(300)
+
+
 def start(page) -> None:
     page.get_by_role("button", name="Start training").click()
     page.wait_for_timeout(500)
@@ -51,6 +58,15 @@ def test_a_short_run_from_the_page(page, app_server):
     start(page)
     expect(main.get_by_text("Not started: epochs must be between 1 and 1000, not 0")).to_be_visible()
     assert set(app_server.runs.iterdir()) == before
+
+    # starting from a model of another architecture (the bundled expression network) is refused too
+    fill(page, "Epochs", 2)
+    choose(page, "Start from", re.compile(r"^expression \(bundled.* · expression task, expression network$"))
+    start(page)
+    expect(main.get_by_text(re.compile(r"Not started: --init .*models/expression: a 'expression' network, "
+                                       r"and this run builds 'compact'"))).to_be_visible()
+    assert set(app_server.runs.iterdir()) == before
+    choose(page, "Start from", "new weights")
 
     # a 2-epoch run on 300 images
     fill(page, "Epochs", 2)
