@@ -81,18 +81,18 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                                                 "when that scores better on validation than the best epoch")
             swa_lr = c[1].number_input("Their learning rate (0: follow the schedule)", 0.0, 1.0, D.swa_lr,
                                        step=1e-4, format="%.5f", key="train.swa_lr")
-        c = st.columns(4)
+        models = {str(e.path): f"{e.label} · {e.task} task, {e.meta.arch} network" for e in list_models()}
+        start_from = st.selectbox("Start from", ["", *models], key="train.init",
+                                  format_func=lambda p: models.get(p, "new weights"),
+                                  help="Fine-tune a model of this task, or transfer one of another task "
+                                       "(its output layer starts fresh). The architecture must be the "
+                                       "model's; its width is taken from it.")
+        c = st.columns(3)
         seed = c[0].number_input("Seed", 0, 2**31 - 1, D.seed, key="train.seed",
                                  help="Initial weights, shuffling and augmentation. The train/validation/test "
                                       f"split stays the same (seed {D.split_seed}), so runs can be compared.")
         patience = c[1].number_input("Early stopping patience (0: off)", 0, 1000, D.patience, key="train.patience")
         name = c[2].text_input("Run name (optional)", key="train.name")
-        models = {str(e.path): f"{e.label} · {e.task} task, {e.meta.arch} network" for e in list_models()}
-        start_from = c[3].selectbox("Start from", ["", *models], key="train.init",
-                                    format_func=lambda p: models.get(p, "new weights"),
-                                    help="Fine-tune a model of this task, or transfer one of another task "
-                                         "(its output layer starts fresh). The architecture must be the "
-                                         "model's; its width is taken from it.")
         if not st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             return None
     return TrainConfig(task=task, data=data.strip(), arch=arch, epochs=int(epochs), batch_size=int(batch),
