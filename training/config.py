@@ -87,20 +87,22 @@ class TrainConfig:
     def resolved_arch(self) -> str:
         return self.arch or get_task(self.task).default_arch
 
-    def init_meta(self) -> dict:
-        """The --init model's metadata.json ({} when it has none)."""
-        import json
+    def init_meta(self):
+        """The --init model's ModelMeta (None when there is no metadata.json beside it)."""
+        from core.model import META_FILE, ModelError, ModelMeta
 
-        path = Path(self.init) / "metadata.json"
+        if not (self.init and (Path(self.init) / META_FILE).is_file()):
+            return None
         try:
-            return json.loads(path.read_text()) if self.init and path.is_file() else {}
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--init {self.init}: unreadable metadata.json ({exc})") from None
+            return ModelMeta.load(Path(self.init))
+        except ModelError as exc:
+            raise ConfigError(f"--init {exc}") from None
 
     def resolve_width(self) -> None:
         """Width 0 with --init: take the --init model's width (a fine-tune or transfer must match it)."""
-        if self.init and not self.width:
-            self.width = int(self.init_meta().get("extra", {}).get("train_config", {}).get("width", 0) or 0)
+        meta = self.init_meta() if self.init and not self.width else None
+        if meta:
+            self.width = int(meta.extra.get("train_config", {}).get("width", 0) or 0)
 
     def _check_init(self, need) -> None:
         """--init copies weights layer by layer (any task: only a different head is re-initialised), so the
@@ -112,17 +114,18 @@ class TrainConfig:
         need(arch not in BASELINES, f"--init starts a network from a model's weights; the '{arch}' baseline "
                                     "is not a network: leave --init out")
         meta = self.init_meta()
-        source = meta.get("arch", "")
+        if meta is None:   # no metadata: load_init_weights still refuses a network that does not match
+            return
+        source = meta.arch
         need(not source or source == arch, f"--init {self.init}: a '{source}' network, and this run builds "
                                            f"'{arch}': choose that architecture (--arch {source}), or leave --init out")
-        made = meta.get("extra", {}).get("train_config")
+        made = meta.extra.get("train_config")
         if made is not None and self.width:
             theirs = made.get("width") or DEFAULT_WIDTH.get(arch, 0)
             need(self.width == theirs, f"--init {self.init}: a network of width {theirs}, and this run asks for "
                                        f"--width {self.width}: leave --width out to take that model's")
-        mode = meta.get("preprocess", {}).get("color_mode", "")
-        need(not mode or mode == get_task(self.task).color_mode,
-             f"--init {self.init}: a {mode} model, and task '{self.task}' sees {get_task(self.task).color_mode} faces")
+        mode, ours = meta.preprocess.get("color_mode", ""), get_task(self.task).color_mode
+        need(not mode or mode == ours, f"--init {self.init}: a {mode} model, and task '{self.task}' sees {ours} faces")
 
     def validate(self) -> None:
         """Raise ConfigError for the first setting that cannot work."""
