@@ -193,6 +193,24 @@ def test_the_command_line_refuses_bad_settings_with_exit_code_2(faces, tmp_path)
     assert "error: batch size must be between 1 and 4096, not 0" in proc.stderr
 
 
+def test_every_training_option_is_documented_with_its_choices():
+    from training.architectures import ARCHITECTURES
+    from training.baselines import BASELINES
+    from training.config import CLASS_WEIGHTS, OPTIMIZERS, PRECISIONS, SCHEDULES
+    from training.train import build_parser
+
+    parser = build_parser()
+    bare = [a.option_strings[0] for a in parser._actions if a.option_strings and not (a.help or "").strip()]
+    assert not bare, f"options without help: {bare}"
+    settings = set(TrainConfig().to_dict()) - {"augment", "tta_flip"}
+    flags = {o for a in parser._actions for o in a.option_strings}
+    assert {"--" + s.replace("_", "-") for s in settings} <= flags   # every setting has its option
+    text = " ".join(parser.format_help().split())
+    for choices in (OPTIMIZERS, SCHEDULES, CLASS_WEIGHTS, PRECISIONS, (*ARCHITECTURES, *BASELINES)):
+        assert ", ".join(choices) in text
+    assert "(default: 0.002)" in text and "smile or expression (default: smile)" in text
+
+
 def test_config_from_dict_refuses_unknown_settings():
     with pytest.raises(ConfigError, match="unknown settings: colour"):
         TrainConfig.from_dict({"task": "smile", "colour": "red"})

@@ -105,10 +105,15 @@ def _smile_rate_by_expression(part, ok: np.ndarray, predicted: list[int]) -> dic
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="models/smile")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test", choices=SPLIT_CHOICES)
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description="Evaluate a model folder on a dataset's test split (or another split) and "
+                                "write accuracy, per-class figures, the confusion matrix and calibration.")
+    p.add_argument("--model", default="models/smile", help="model or run folder (default: %(default)s)")
+    p.add_argument("--data", required=True, help="dataset folder (or fer2013.csv)")
+    p.add_argument("--split", default="test", choices=SPLIT_CHOICES,
+                   help="test: the official test split, or the held-out part of a dataset without one (FER-2013: "
+                        "PublicTest and PrivateTest together); val, train: the parts of the model's own split; "
+                        "all: every image (a plain class-folder collection is always read whole; "
+                        "default: %(default)s)")
     p.add_argument("--faces", default="auto", choices=FACE_MODES,
                    help="how each image becomes a face (see the README): auto, detect, cropped or whole")
     p.add_argument("--limit", type=int, default=0, help="evaluate an evenly spaced subset of this size")
