@@ -139,7 +139,8 @@ def run_panel(path: str, live: bool) -> None:
         label += f" · ETA {duration(p.eta_s)}" if p.epoch else ""
         st.progress(p.fraction, text=f"{label} · {p.state}: {p.message}")
     else:
-        st.progress(p.fraction, text=f"{label} · {p.state}" + (f": {p.message}" if p.message else ""))
+        said = p.message and p.message != p.state   # not "finished: finished"
+        st.progress(p.fraction, text=f"{label} · {p.state}" + (f": {p.message}" if said else ""))
     buttons = st.columns(4)
     if p.active and buttons[0].button("Stop", icon=":material/stop:", key=f"stop.{run.name}"):
         launcher.stop(run)

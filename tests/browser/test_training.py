@@ -93,6 +93,7 @@ def test_a_short_run_from_the_page(page, app_server):
 
     # finished: both epochs drawn, validation confusion matrix after the last one, test figures
     expect(progress).to_contain_text("Epoch 2/2 · finished", timeout=60_000)
+    expect(progress).not_to_contain_text("finished: finished")
     assert curve_points(page) == 2
     expect(main.get_by_text("Validation, epoch 2")).to_be_visible()
     expect(main.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy")).to_be_visible()
