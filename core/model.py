@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.preprocess import PreprocessConfig
+from core.preprocess import MAX_INPUT, MIN_INPUT, PreprocessConfig
 from core.runtime import tensorflow
 from core.tasks import Task, get_task
 
@@ -67,9 +67,9 @@ class ModelMeta:
             raise ModelError(f"model classes {self.class_names} do not match task '{task.name}' "
                              f"{list(task.class_names)}")
         pp = self.preprocess_config
-        if pp.input_size != task.input_size or pp.color_mode != task.color_mode:
-            raise ModelError(f"model input {pp.input_size}px {pp.color_mode} does not match task "
-                             f"'{task.name}' ({task.input_size}px {task.color_mode})")
+        if pp.color_mode != task.color_mode or not MIN_INPUT <= pp.input_size <= MAX_INPUT:
+            raise ModelError(f"model input {pp.input_size}px {pp.color_mode} does not fit task '{task.name}' "
+                             f"({task.color_mode} faces of {MIN_INPUT} to {MAX_INPUT}px)")
         return task
 
 

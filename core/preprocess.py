@@ -14,6 +14,9 @@ import numpy as np
 from core.detect import Box
 
 
+MIN_INPUT, MAX_INPUT = 32, 256   # face sides (pixels) a model may take; each task has its default
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     input_size: int = 64

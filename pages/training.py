@@ -9,6 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.model import ModelError
+from core.preprocess import MAX_INPUT
 from core.registry import default_model, list_models, runs_root, set_default_model
 from core.tasks import TASKS, get_task
 from training import launcher
@@ -87,12 +88,17 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                                   help="Fine-tune a model of this task, or transfer one of another task "
                                        "(its output layer starts fresh). The architecture must be the "
                                        "model's; its width is taken from it.")
-        c = st.columns(3)
+        c = st.columns(4)
         seed = c[0].number_input("Seed", 0, 2**31 - 1, D.seed, key="train.seed",
                                  help="Initial weights, shuffling and augmentation. The train/validation/test "
                                       f"split stays the same (seed {D.split_seed}), so runs can be compared.")
         patience = c[1].number_input("Early stopping patience (0: off)", 0, 1000, D.patience, key="train.patience")
-        name = c[2].text_input("Run name (optional)", key="train.name")
+        input_size = c[2].number_input("Face size in pixels (0: the task's)", 0, MAX_INPUT, 0, step=8,
+                                       key="train.input_size",
+                                       help=f"The side of the face crops the network sees (this task: "
+                                            f"{get_task(task).input_size}). Larger sees more detail and costs "
+                                            "more time; with 'Start from', 0 keeps that model's.")
+        name = c[3].text_input("Run name (optional)", key="train.name")
         if not st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
             return None
     return TrainConfig(task=task, data=data.strip(), arch=arch, epochs=int(epochs), batch_size=int(batch),
@@ -100,7 +106,7 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                        weight_decay=float(weight_decay), l2=float(l2), dropout=float(dropout),
                        label_smoothing=float(smoothing), class_weights=weights, seed=int(seed),
                        limit=int(limit), patience=int(patience), swa_epochs=int(swa_epochs), swa_lr=float(swa_lr),
-                       init=start_from,
+                       init=start_from, input_size=int(input_size),
                        augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup, loose)), name
 
 

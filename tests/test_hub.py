@@ -211,7 +211,7 @@ def _lambda_model(folder: Path, tiny_run: Path) -> None:
 @pytest.mark.parametrize("case, reason", [
     ("lambda", "cannot be loaded safely"),
     ("classes", "do not match task 'smile'"),
-    ("input_size", "does not match task 'smile'"),
+    ("input_size", "do not match its metadata"),
     ("no_model", "no model.keras, so it is not a Grin model"),
     ("other_task", "it is a 'expression' model, not a 'smile' model"),
 ])

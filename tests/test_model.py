@@ -3,6 +3,7 @@ reason, prediction shapes, flip averaging, and the accuracy the README claims.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -102,10 +103,20 @@ def test_mismatched_classes_are_refused(tmp_path):
         Classifier(folder)
 
 
-def test_mismatched_input_size_is_refused(tmp_path):
+def test_a_network_that_contradicts_its_metadata_is_refused(tmp_path):
     folder = copy_model("smile", tmp_path / "m", preprocess={"input_size": 48})
-    with pytest.raises(ModelError, match="model input 48px gray does not match task 'smile' \\(64px gray\\)"):
+    with pytest.raises(ModelError, match=r"model shapes \(None, 64, 64, 1\) -> \(None, 2\) do not match its "
+                                         r"metadata \(None, 48, 48, 1\)"):
         Classifier(folder)
+
+
+@pytest.mark.parametrize("preprocess, said", [
+    ({"input_size": 8}, "model input 8px gray does not fit task 'smile' (gray faces of 32 to 256px)"),
+    ({"color_mode": "rgb"}, "model input 64px rgb does not fit task 'smile' (gray faces of 32 to 256px)"),
+])
+def test_an_input_the_task_cannot_take_is_refused(tmp_path, preprocess, said):
+    with pytest.raises(ModelError, match=re.escape(said)):
+        Classifier(copy_model("smile", tmp_path / "m", preprocess=preprocess))
 
 
 def test_unknown_task_is_refused(tmp_path):

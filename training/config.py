@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from core.preprocess import MAX_INPUT, MIN_INPUT
 from core.tasks import TASKS, get_task
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -38,6 +39,7 @@ class TrainConfig:
     main_repeat: int = 1         # show the main dataset's training faces this many times per epoch
     arch: str = ""               # default: the task's
     width: int = 0               # 0: the architecture's default
+    input_size: int = 0          # face side in pixels; 0: the task's (smile 64, expression 48)
     epochs: int = 30
     batch_size: int = 64
     optimizer: str = "adamw"
@@ -98,11 +100,17 @@ class TrainConfig:
         except ModelError as exc:
             raise ConfigError(f"--init {exc}") from None
 
-    def resolve_width(self) -> None:
-        """Width 0 with --init: take the --init model's width (a fine-tune or transfer must match it)."""
-        meta = self.init_meta() if self.init and not self.width else None
-        if meta:
+    def resolve_from_init(self) -> None:
+        """Width or input size 0 with --init: take the --init model's (a fine-tune or transfer must match
+        its width; keeping its input size keeps what its filters learned)."""
+        meta = self.init_meta() if self.init and not (self.width and self.input_size) else None
+        if meta is None:
+            return
+        if not self.width:
             self.width = int(meta.extra.get("train_config", {}).get("width", 0) or 0)
+        if not self.input_size:
+            size = int(meta.preprocess.get("input_size", 0) or 0)
+            self.input_size = 0 if size == get_task(self.task).input_size else size
 
     def _check_init(self, need) -> None:
         """--init copies weights layer by layer (any task: only a different head is re-initialised), so the
@@ -185,6 +193,8 @@ class TrainConfig:
         need(self.faces in ("auto", "detect", "cropped", "whole"), "faces must be auto, detect, cropped or whole")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         need(self.width >= 0 and self.width <= 512, "width must be 0 (default) to 512")
+        need(self.input_size == 0 or MIN_INPUT <= self.input_size <= MAX_INPUT,
+             f"input size must be 0 (the task's) or {MIN_INPUT} to {MAX_INPUT} pixels, not {self.input_size}")
         a = self.augment
         need(0 <= a.shift <= 0.4 and 0 <= a.rotate <= 45 and 0 <= a.zoom <= 0.5,
              "augmentation strengths out of range (shift <= 0.4, rotate <= 45, zoom <= 0.5)")

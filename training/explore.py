@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -236,7 +236,12 @@ def test_predictions(view: DatasetView, model_dir: str | Path) -> tuple[np.ndarr
 
     mask = test_mask(assign_splits(view.dataset, split), "test") & view.table["readable"].to_numpy()
     index = np.flatnonzero(mask)
-    probs = Classifier(model_dir, warm_up=False).predict(view.crops[index])
+    clf = Classifier(model_dir, warm_up=False)
+    crops = view.crops[index]
+    if crops.shape[1:] != clf.preprocess.input_shape:   # a model trained at another face size: its own crops
+        part = replace(view.dataset, samples=[view.dataset.samples[i] for i in index])
+        crops = extract_faces(part, clf.preprocess, "auto").x
+    probs = clf.predict(crops)
     buf = io.BytesIO()
     np.savez(buf, index=index, probs=probs)
     write_bytes_atomic(path, buf.getvalue())

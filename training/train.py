@@ -20,8 +20,9 @@ import numpy as np
 
 from core.fileio import append_jsonl, write_json_atomic
 from core.model import MODEL_FILE, ModelMeta
-from core.tasks import TASKS
+from core.preprocess import MAX_INPUT, MIN_INPUT
 from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, tensorflow
+from core.tasks import TASKS
 from training.baselines import BASELINES, train_baseline
 from training.config import Augment, ConfigError, TrainConfig
 from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, Run
@@ -257,7 +258,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
     elif run.file(CHECKPOINT).is_file() or run.file(METRICS).is_file():
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another folder")
     else:
-        cfg.resolve_width()   # before config.json is written, so a later --init from this run finds it
+        cfg.resolve_from_init()   # before config.json is written, so a later --init from this run finds it
     cfg.validate()   # after a resume has read the run's own settings
     run.file("STOP").unlink(missing_ok=True)
     command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
@@ -272,11 +273,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         task = get_task(cfg.task)
-        pp = task_preprocess(task)
+        pp = task_preprocess(task, cfg.input_size)
         size = pp.input_size
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
-                       wide_side=wide_side(size) if cfg.augment.loose else 0, fer_negatives=cfg.fer_negatives)
+                       wide_side=wide_side(size) if cfg.augment.loose else 0, fer_negatives=cfg.fer_negatives,
+                       input_size=cfg.input_size)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
             raise ConfigError("the dataset is too small to split into training and validation sets")
         if cfg.resolved_arch() in BASELINES:
@@ -444,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "models, for comparison)")
     _setting(net, d, "width", f"channels of the first stage; 0: the --init model's, else the architecture's "
                               f"({widths})")
+    _setting(net, d, "input_size", f"side of the face crops in pixels, {MIN_INPUT}-{MAX_INPUT}; 0: the --init model's, "
+                                   "else the task's (" + ", ".join(f"{t.name} {t.input_size}" for t in TASKS.values()) + ")")
     _setting(net, d, "dropout", "before the output layer")
     _setting(net, d, "l2", "L2 penalty on the weights")
 
@@ -495,7 +499,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                   brightness_contrast=args.brightness_contrast, blur=args.blur, erasing=args.erasing,
                   mixup=args.mixup, loose=args.loose)
     cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, main_repeat=args.main_repeat, init=args.init,
-                      arch=args.arch,
+                      arch=args.arch, input_size=args.input_size,
                       width=args.width, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                       lr=args.lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                       weight_decay=args.weight_decay, l2=args.l2, dropout=args.dropout,
