@@ -14,6 +14,7 @@ import shlex
 import signal
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -494,23 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
-    args = build_parser().parse_args(argv)
-    aug = Augment(flip=not args.no_flip, shift=args.shift, rotate=args.rotate, zoom=args.zoom,
-                  brightness_contrast=args.brightness_contrast, blur=args.blur, erasing=args.erasing,
-                  mixup=args.mixup, loose=args.loose)
-    cfg = TrainConfig(task=args.task, data=args.data, extra_data=args.extra_data, main_repeat=args.main_repeat, init=args.init,
-                      arch=args.arch, input_size=args.input_size,
-                      width=args.width, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                      lr=args.lr, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                      weight_decay=args.weight_decay, l2=args.l2, dropout=args.dropout,
-                      label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=aug,
-                      val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-                      split_seed=args.split_seed,
-                      limit=args.limit, faces=args.faces, precision=args.precision, patience=args.patience,
-                      tta_flip=not args.no_tta, swa_epochs=args.swa_epochs,
-                      swa_lr=args.swa_lr, fit_val=args.fit_val, fer_negatives=args.fer_negatives,
-                      skip_test=args.skip_test, teacher=args.teacher, distill=args.distill)
-    return cfg, args
+    """The config from the command line: every option is named after its config field (two are negated)."""
+    ns = build_parser().parse_args(argv)
+    args = vars(ns)
+    aug = Augment(flip=not args["no_flip"], **{f.name: args[f.name] for f in fields(Augment) if f.name != "flip"})
+    settings = {f.name: args[f.name] for f in fields(TrainConfig) if f.name in args}
+    cfg = TrainConfig(**settings, augment=aug, tta_flip=not args["no_tta"])
+    return cfg, ns
 
 
 def main(argv=None) -> int:
