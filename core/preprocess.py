@@ -15,6 +15,8 @@ from core.detect import Box
 
 
 MIN_INPUT, MAX_INPUT = 32, 256   # face sides (pixels) a model may take; each task has its default
+EQUALIZE = ("none", "clahe")     # per-face contrast normalisation
+CLAHE_TILE_PX, CLAHE_CLIP = 8, 2.0   # tiles of a fixed size in pixels, so wider crops equalise alike
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class PreprocessConfig:
     color_mode: str = "gray"     # "gray" or "rgb"
     widen: float = 1.2           # crop side / detected box side: frames faces like FER-2013 crops
     shift_y: float = 0.0         # move the crop centre down by this fraction of the box height
+    equalize: str = "none"       # "clahe": contrast-limited adaptive histogram equalisation of each crop
 
     @property
     def channels(self) -> int:
@@ -76,7 +79,7 @@ def crop_faces(image: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig) -
         patch = cv2.resize(patch, (size, size), interpolation=interp)
         if patch.ndim == 2:
             patch = patch[:, :, None]
-        out.append(to_color_mode(patch, cfg.color_mode))
+        out.append(equalize(to_color_mode(patch, cfg.color_mode), cfg.equalize))
     return np.stack(out) if out else np.zeros((0, *cfg.input_shape), np.uint8)
 
 
@@ -89,3 +92,18 @@ def to_color_mode(patch: np.ndarray, color_mode: str) -> np.ndarray:
     if patch.shape[2] == 1:
         return np.repeat(patch, 3, axis=2)
     return patch
+
+
+def equalize(patch: np.ndarray, mode: str) -> np.ndarray:
+    """(H, W, 1|3) uint8 with its local contrast normalised (CLAHE on the lightness) or as it is."""
+    if mode == "none":
+        return patch
+    if mode != "clahe":
+        raise ValueError(f"equalize must be one of {EQUALIZE}, not '{mode}'")
+    grid = max(1, int(round(patch.shape[0] / CLAHE_TILE_PX)))
+    clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(grid, grid))
+    if patch.shape[2] == 1:
+        return clahe.apply(patch[:, :, 0])[:, :, None]
+    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = clahe.apply(lab[:, :, 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)

@@ -9,7 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.model import ModelError
-from core.preprocess import MAX_INPUT
+from core.preprocess import EQUALIZE, MAX_INPUT
 from core.registry import default_model, list_models, runs_root, set_default_model
 from core.tasks import TASKS, get_task
 from training import launcher
@@ -74,6 +74,10 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
             loose = c[0].slider("Looser framing probability", 0.0, 1.0, A.loose, 0.05, key="train.loose",
                                 help="Show photos' faces framed up to 1.8x more loosely, cut from the real photo "
                                      "around them (already-cropped faces keep their framing)")
+            equalize = c[1].selectbox("Contrast normalisation", ["", *EQUALIZE], key="train.equalize",
+                                      format_func=lambda v: v or "the start model's (none for new weights)",
+                                      help="clahe: contrast-limited adaptive histogram equalisation of every face "
+                                           "crop, in training and in use (it is saved with the model)")
         with st.expander("Weight averaging (SWA)"):
             c = st.columns(2)
             swa_epochs = c[0].number_input("Average the last N epochs (0: off)", 0, 1000, D.swa_epochs,
@@ -106,7 +110,7 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                        weight_decay=float(weight_decay), l2=float(l2), dropout=float(dropout),
                        label_smoothing=float(smoothing), class_weights=weights, seed=int(seed),
                        limit=int(limit), patience=int(patience), swa_epochs=int(swa_epochs), swa_lr=float(swa_lr),
-                       init=start_from, input_size=int(input_size),
+                       init=start_from, input_size=int(input_size), equalize=equalize,
                        augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup, loose)), name
 
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.preprocess import PreprocessConfig, crop_box, crop_faces, whole_image_box
+from core.preprocess import PreprocessConfig, crop_box, crop_faces, equalize, whole_image_box
 
 
 @pytest.fixture
@@ -108,6 +108,29 @@ def test_crops_are_deterministic_and_leave_the_image_alone(image):
 
 
 def test_config_round_trips_through_a_dict():
-    cfg = PreprocessConfig(input_size=48, color_mode="rgb", widen=1.3, shift_y=0.05)
+    cfg = PreprocessConfig(input_size=48, color_mode="rgb", widen=1.3, shift_y=0.05, equalize="clahe")
     assert PreprocessConfig.from_dict({**cfg.to_dict(), "unknown": 1}) == cfg
     assert cfg.input_shape == (48, 48, 3) and PreprocessConfig().channels == 1
+
+
+def test_clahe_spreads_the_levels_of_a_dark_face_and_none_leaves_the_crop_alone():
+    """A dark, flat crop (levels 10-40) comes out of CLAHE brighter and with a wider spread; "none" is the plain
+    crop."""
+    rng = np.random.default_rng(1)
+    dark = (10 + 30 * np.linspace(0, 1, 64)[None, :, None] * np.ones((64, 1, 3))
+            + rng.normal(0, 2, (64, 64, 3))).clip(0, 255).astype(np.uint8)
+    plain = crop_faces(dark, [(0, 0, 64, 64)], PreprocessConfig(widen=1.0))
+    again = crop_faces(dark, [(0, 0, 64, 64)], PreprocessConfig(widen=1.0, equalize="none"))
+    lifted = crop_faces(dark, [(0, 0, 64, 64)], PreprocessConfig(widen=1.0, equalize="clahe"))
+    np.testing.assert_array_equal(plain, again)
+    assert lifted.shape == plain.shape and lifted.dtype == np.uint8
+    assert lifted.mean() > 1.5 * plain.mean() and int(np.ptp(lifted)) > 1.5 * int(np.ptp(plain))
+    assert lifted.std() > 1.25 * plain.std()
+    rgb = crop_faces(dark, [(0, 0, 64, 64)], PreprocessConfig(input_size=48, color_mode="rgb", widen=1.0,
+                                                              equalize="clahe"))
+    assert rgb.shape == (1, 48, 48, 3) and rgb.mean() > 1.5 * dark.mean() and rgb.std() > 1.25 * dark.std()
+
+
+def test_an_unknown_equalisation_is_refused():
+    with pytest.raises(ValueError, match="equalize must be one of .*not 'magic'"):
+        equalize(np.zeros((8, 8, 1), np.uint8), "magic")

@@ -167,6 +167,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
      "a network of width 40, and this run asks for --width 8: leave --width out to take that model's"),
     (["--arch", "hog_svm", "--init", str(REPO / "models" / "smile")], "the 'hog_svm' baseline is not a network"),
     (["--input-size", "8"], "input size must be 0 (the task's) or 32 to 256 pixels, not 8"),
+    (["--equalize", "magic"], "equalize must be one of none, clahe, not 'magic'"),
     (["--teacher", "nowhere"], "--teacher nowhere: no model.keras there to learn from"),
     (["--teacher", str(REPO / "models" / "expression")], "is a model for the expression task, not smile"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "1.5"],
@@ -317,17 +318,19 @@ def test_a_model_of_another_task_starts_a_run(faces, tmp_path):
 
 
 def test_a_model_at_another_face_size_serves_fine_tunes_and_explores(faces, tmp_path):
-    """--input-size: an 80-px smile model labels faces through the pipeline, a fine-tune from it keeps
-    80 px, and the explorer cuts the test faces at that size for its mistakes."""
+    """--input-size and --equalize: an 80-px, contrast-equalised smile model labels faces through the
+    pipeline, a fine-tune from it keeps both, and the explorer cuts the test faces that way for its mistakes."""
     import cv2
 
     from core.pipeline import Pipeline
     from training import explore
 
     out = tmp_path / "px80"
-    assert run_main([*QUICK, "--input-size", "80", "--data", str(faces), "--out", str(out), "--epochs", "1"]) == 0
+    assert run_main([*QUICK, "--input-size", "80", "--equalize", "clahe", "--data", str(faces), "--out", str(out),
+                     "--epochs", "1"]) == 0
     clf = Classifier(out)
     assert clf.preprocess.input_size == 80 and clf.model.input_shape == (None, 80, 80, 1)
+    assert clf.preprocess.equalize == "clahe"
     image = cv2.cvtColor(cv2.imread(str(next((faces / "smile").glob("*.png")))), cv2.COLOR_BGR2RGB)
     (face,) = Pipeline(clf).classify(image, [(0, 0, image.shape[1], image.shape[0])])
     assert face.probs.shape == (2,) and abs(float(face.probs.sum()) - 1) < 1e-4
@@ -336,6 +339,7 @@ def test_a_model_at_another_face_size_serves_fine_tunes_and_explores(faces, tmp_
     assert run_main([*QUICK, "--init", str(out), "--data", str(faces), "--out", str(tuned), "--epochs", "1",
                      "--skip-test"]) == 0
     assert Run(tuned).config()["config"]["input_size"] == 80
+    assert Classifier(tuned).preprocess.equalize == "clahe"
     assert Classifier(tuned).model.input_shape == (None, 80, 80, 1)
 
     view = explore.load_view(faces, "smile", explore.split_config_for(out))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core.preprocess import MAX_INPUT, MIN_INPUT
+from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT
 from core.tasks import TASKS, get_task
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -40,6 +40,7 @@ class TrainConfig:
     arch: str = ""               # default: the task's
     width: int = 0               # 0: the architecture's default
     input_size: int = 0          # face side in pixels; 0: the task's (smile 64, expression 48)
+    equalize: str = ""           # face crops' contrast normalisation (core.preprocess.EQUALIZE); "": --init's, else none
     epochs: int = 30
     batch_size: int = 64
     optimizer: str = "adamw"
@@ -101,11 +102,13 @@ class TrainConfig:
             raise ConfigError(f"--init {exc}") from None
 
     def resolve_from_init(self) -> None:
-        """Width or input size 0 with --init: take the --init model's (a fine-tune or transfer must match
-        its width; keeping its input size keeps what its filters learned)."""
-        meta = self.init_meta() if self.init and not (self.width and self.input_size) else None
+        """Width, input size or equalisation unset with --init: take the --init model's (a fine-tune or
+        transfer must match its width; keeping its input size and contrast keeps what its filters learned)."""
+        meta = self.init_meta() if self.init and not (self.width and self.input_size and self.equalize) else None
         if meta is None:
             return
+        if not self.equalize:
+            self.equalize = str(meta.preprocess.get("equalize", "none"))
         if not self.width:
             self.width = int(meta.extra.get("train_config", {}).get("width", 0) or 0)
         if not self.input_size:
@@ -195,6 +198,7 @@ class TrainConfig:
         need(self.width >= 0 and self.width <= 512, "width must be 0 (default) to 512")
         need(self.input_size == 0 or MIN_INPUT <= self.input_size <= MAX_INPUT,
              f"input size must be 0 (the task's) or {MIN_INPUT} to {MAX_INPUT} pixels, not {self.input_size}")
+        need(self.equalize in ("", *EQUALIZE), f"equalize must be one of {', '.join(EQUALIZE)}, not '{self.equalize}'")
         a = self.augment
         need(0 <= a.shift <= 0.4 and 0 <= a.rotate <= 45 and 0 <= a.zoom <= 0.5,
              "augmentation strengths out of range (shift <= 0.4, rotate <= 45, zoom <= 0.5)")

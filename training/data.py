@@ -1,7 +1,7 @@
 """Arrays for a training run: load, extract faces, split, add extra training data."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -14,10 +14,11 @@ from training.faces import Faces, extract_faces, wide_crops
 from training.split import SplitConfig, assign_splits
 
 
-def task_preprocess(task: Task, input_size: int = 0) -> PreprocessConfig:
+def task_preprocess(task: Task, input_size: int = 0, equalize: str = "none") -> PreprocessConfig:
     """The task's preprocessing settings (saved with every model trained for it), at the task's face
     size unless `input_size` asks for another."""
-    return PreprocessConfig(input_size=input_size or task.input_size, color_mode=task.color_mode, widen=1.2)
+    return PreprocessConfig(input_size=input_size or task.input_size, color_mode=task.color_mode, widen=1.2,
+                            equalize=equalize or "none")
 
 
 @dataclass
@@ -68,8 +69,7 @@ def load_faces(root: str, task: Task, pp: PreprocessConfig, faces: str = "auto",
 
 def wide_preprocess(pp: PreprocessConfig, side: int) -> PreprocessConfig:
     """The same framing centred in a larger crop of `side` pixels: looser framings are cut from it."""
-    return PreprocessConfig(input_size=side, color_mode=pp.color_mode, widen=pp.widen * side / pp.input_size,
-                            shift_y=pp.shift_y)
+    return replace(pp, input_size=side, widen=pp.widen * side / pp.input_size)
 
 
 def _training_rows(ds: Dataset, fc: Faces, idx: np.ndarray, wide_fc: Faces | None, index: np.ndarray) -> SplitData:
@@ -86,17 +86,18 @@ def _training_rows(ds: Dataset, fc: Faces, idx: np.ndarray, wide_fc: Faces | Non
 def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "auto",
             extra_data: list[str] | None = None, limit: int = 0,
             progress: Callable[[str], None] | None = None, fit_val: bool = False,
-            wide_side: int = 0, fer_negatives: float = 0.0, input_size: int = 0) -> Prepared:
+            wide_side: int = 0, fer_negatives: float = 0.0, input_size: int = 0,
+            equalize: str = "none") -> Prepared:
     """Everything a run needs, deterministic for a given seed. With `fit_val` the training part also
     holds the validation faces (of the main and the extra data); the test part never changes. With
     `wide_side`, training faces are wider crops of that many pixels (validation and test are not).
     `fer_negatives` adds that fraction of FER-2013's non-happy, non-neutral faces as no-smile faces;
-    `input_size` (0: the task's) is the side of the face crops."""
+    `input_size` (0: the task's) is the side of the face crops; `equalize` the crops' contrast normalisation."""
     task = get_task(task_name)
     if fer_negatives and not any(is_fer2013(r) for r in [data, *(extra_data or [])]):
         raise DatasetError("--fer-negatives takes its no-smile faces from FER-2013: give FER-2013 as --data "
                            "or as --extra-data")
-    pp = task_preprocess(task, input_size)
+    pp = task_preprocess(task, input_size, equalize)
     say = progress or (lambda msg: None)
     ds, fc = load_faces(data, task, pp, faces, lambda i, n: say(f"faces {i}/{n}"), fer_negatives)
     wide = (lambda d, f: wide_crops(d, f, wide_preprocess(pp, wide_side))) if wide_side else (lambda d, f: None)

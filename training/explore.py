@@ -88,6 +88,13 @@ def image_sizes(ds: Dataset, key: str) -> np.ndarray:
     return sizes
 
 
+def _view_preprocess(view: DatasetView):
+    """The preprocessing the view's crops were cut with: the task's defaults."""
+    from training.data import task_preprocess
+
+    return task_preprocess(view.dataset.task)
+
+
 def load_view(root: str | Path, task_name: str, split: SplitConfig | None = None,
               progress: Callable[[int, int], None] | None = None) -> DatasetView:
     """Load a dataset with its face crops (the cached ones training uses) and per-sample facts."""
@@ -238,7 +245,7 @@ def test_predictions(view: DatasetView, model_dir: str | Path) -> tuple[np.ndarr
     index = np.flatnonzero(mask)
     clf = Classifier(model_dir, warm_up=False)
     crops = view.crops[index]
-    if crops.shape[1:] != clf.preprocess.input_shape:   # a model trained at another face size: its own crops
+    if clf.preprocess != _view_preprocess(view):   # a model trained at another face size or contrast: its own crops
         part = replace(view.dataset, samples=[view.dataset.samples[i] for i in index])
         crops = extract_faces(part, clf.preprocess, "auto").x
     probs = clf.predict(crops)

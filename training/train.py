@@ -21,7 +21,7 @@ import numpy as np
 
 from core.fileio import append_jsonl, write_json_atomic
 from core.model import MODEL_FILE, ModelMeta
-from core.preprocess import MAX_INPUT, MIN_INPUT
+from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT
 from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, tensorflow
 from core.tasks import TASKS
 from training.baselines import BASELINES, train_baseline
@@ -274,12 +274,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         task = get_task(cfg.task)
-        pp = task_preprocess(task, cfg.input_size)
+        pp = task_preprocess(task, cfg.input_size, cfg.equalize)
         size = pp.input_size
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
                        wide_side=wide_side(size) if cfg.augment.loose else 0, fer_negatives=cfg.fer_negatives,
-                       input_size=cfg.input_size)
+                       input_size=cfg.input_size, equalize=cfg.equalize)
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
             raise ConfigError("the dataset is too small to split into training and validation sets")
         if cfg.resolved_arch() in BASELINES:
@@ -321,7 +321,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             from training.distill import TEACHER_FILE, teacher_probs
 
             soft = teacher_probs(cfg.teacher, tr.x, run.file(TEACHER_FILE),
-                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"))
+                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"),
+                                 pp.equalize)
             run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
                                    f"distilling from {cfg.teacher}")
         if initial_epoch < cfg.epochs:
@@ -449,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
                               f"({widths})")
     _setting(net, d, "input_size", f"side of the face crops in pixels, {MIN_INPUT}-{MAX_INPUT}; 0: the --init model's, "
                                    "else the task's (" + ", ".join(f"{t.name} {t.input_size}" for t in TASKS.values()) + ")")
+    _setting(net, d, "equalize", f"contrast normalisation of each face crop, {' or '.join(EQUALIZE)}; empty: the "
+                                 "--init model's, else none")
     _setting(net, d, "dropout", "before the output layer")
     _setting(net, d, "l2", "L2 penalty on the weights")
 
