@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.preprocess import MAX_INPUT, MIN_INPUT, PreprocessConfig
+from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT, PreprocessConfig
 from core.runtime import tensorflow
 from core.tasks import Task, get_task
 
@@ -70,6 +70,9 @@ class ModelMeta:
         if pp.color_mode != task.color_mode or not MIN_INPUT <= pp.input_size <= MAX_INPUT:
             raise ModelError(f"model input {pp.input_size}px {pp.color_mode} does not fit task '{task.name}' "
                              f"({task.color_mode} faces of {MIN_INPUT} to {MAX_INPUT}px)")
+        if pp.equalize not in EQUALIZE:
+            raise ModelError(f"model contrast normalisation '{pp.equalize}' is unknown to this Grin "
+                             f"(it knows {', '.join(EQUALIZE)})")
         return task
 
 

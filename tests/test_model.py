@@ -113,6 +113,7 @@ def test_a_network_that_contradicts_its_metadata_is_refused(tmp_path):
 @pytest.mark.parametrize("preprocess, said", [
     ({"input_size": 8}, "model input 8px gray does not fit task 'smile' (gray faces of 32 to 256px)"),
     ({"color_mode": "rgb"}, "model input 64px rgb does not fit task 'smile' (gray faces of 32 to 256px)"),
+    ({"equalize": "retinex"}, "model contrast normalisation 'retinex' is unknown to this Grin (it knows none, clahe)"),
 ])
 def test_an_input_the_task_cannot_take_is_refused(tmp_path, preprocess, said):
     with pytest.raises(ModelError, match=re.escape(said)):

@@ -84,7 +84,7 @@ def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None =
     lines = [f"# Grin {task.title.lower()} model", "",
              f"Task **{task.name}**: classes {', '.join(task.display_names)}; input "
              f"{meta.preprocess['input_size']}x{meta.preprocess['input_size']} {meta.preprocess['color_mode']}, "
-             f"face box widened x{meta.preprocess['widen']}. Architecture `{meta.arch}`, "
+             f"face box widened x{meta.preprocess['widen']}{_equalize_note(meta)}. Architecture `{meta.arch}`, "
              f"{extra.get('n_params', 0):,} parameters, {size_mb:.1f} MB (`model.keras`, float32). "
              f"Test-time views: {_views_line(meta)}.", "",
              "## Training", "",
@@ -138,3 +138,9 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _equalize_note(meta) -> str:
+    """How each crop's contrast is normalised, when it is."""
+    mode = meta.preprocess.get("equalize", "none")
+    return "" if mode == "none" else f", each crop contrast-equalised ({mode.upper()})"

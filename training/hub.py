@@ -148,7 +148,8 @@ def model_card(folder: str | Path, repo_id: str, with_curves: bool = True) -> st
               f"`{repo_id}` in the model picker.", "",
               f"Outside Grin: `keras.saving.load_model(\"{MODEL_FILE}\", safe_mode=True)`; input "
               f"{meta.preprocess['input_size']}x{meta.preprocess['input_size']} uint8 "
-              f"{meta.preprocess['color_mode']} face crops cast to float32 (0-255), output probabilities for "
+              f"{meta.preprocess['color_mode']} face crops{_equalize_use(meta)} cast to float32 (0-255), output "
+              "probabilities for "
               f"{', '.join(task.class_names)}. `{META_FILE}` holds the preprocessing and threshold.", ""]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n" + "\n".join(extra)))
 
@@ -418,3 +419,13 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _equalize_use(meta: ModelMeta) -> str:
+    """What an outside user must do to each crop's contrast, if anything."""
+    if meta.preprocess.get("equalize", "none") != "clahe":
+        return ""
+    from core.preprocess import CLAHE_CLIP, CLAHE_TILE_PX
+
+    return (f", contrast-equalised by OpenCV's CLAHE (clip limit {CLAHE_CLIP}, tiles of {CLAHE_TILE_PX} px; "
+            "`core.preprocess.equalize` in Grin),")
