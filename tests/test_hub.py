@@ -125,6 +125,21 @@ def test_model_card_has_hub_metadata_figures_and_command(tiny_run):
     assert f"]({hub.CURVES_FILE})" in text
 
 
+def test_cards_say_how_an_equalised_models_crops_are_cut(tiny_run, tmp_path):
+    """A model trained with --equalize clahe: the hub card tells outside users, and `python -m training.card`
+    writes it into the card's first line; a plain model's cards say nothing of it."""
+    assert "CLAHE" not in hub.model_card(tiny_run, "alice/grin-tiny")
+    folder = tmp_path / "clahe"
+    shutil.copytree(tiny_run, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["preprocess"]["equalize"] = "clahe"
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    assert "contrast-equalised by OpenCV's CLAHE (clip limit 2.0, tiles of 8 px" in hub.model_card(folder, "a/b")
+    r = _run(["-m", "training.card", "--model", str(folder), "--out", str(tmp_path / "card.md")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "face box widened x1.2, each crop contrast-equalised (CLAHE)." in (tmp_path / "card.md").read_text()
+
+
 def test_push_commits_every_file_with_the_token_and_never_prints_it(published, tiny_run, capsys, caplog):
     fh, result = published
     files = fh.files("alice/grin-tiny")

@@ -136,11 +136,12 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _equalize_note(meta) -> str:
     """How each crop's contrast is normalised, when it is."""
     mode = meta.preprocess.get("equalize", "none")
     return "" if mode == "none" else f", each crop contrast-equalised ({mode.upper()})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

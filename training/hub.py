@@ -373,6 +373,16 @@ def _list(task: str | None) -> None:
               f"{'test ' + format(acc, '.1%') if acc is not None else 'no test figure':>14}  {e.path}{origin}")
 
 
+def _equalize_use(meta: ModelMeta) -> str:
+    """What an outside user must do to each crop's contrast, if anything."""
+    if meta.preprocess.get("equalize", "none") != "clahe":
+        return ""
+    from core.preprocess import CLAHE_CLIP, CLAHE_TILE_PX
+
+    return (f", contrast-equalised by OpenCV's CLAHE (clip limit {CLAHE_CLIP}, tiles of {CLAHE_TILE_PX} px; "
+            "`core.preprocess.equalize` in Grin),")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.hub", description=__doc__.splitlines()[0],
                                 epilog="Token: $HF_TOKEN or `hf auth login`. Offline: HF_HUB_OFFLINE=1.")
@@ -420,12 +430,3 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def _equalize_use(meta: ModelMeta) -> str:
-    """What an outside user must do to each crop's contrast, if anything."""
-    if meta.preprocess.get("equalize", "none") != "clahe":
-        return ""
-    from core.preprocess import CLAHE_CLIP, CLAHE_TILE_PX
-
-    return (f", contrast-equalised by OpenCV's CLAHE (clip limit {CLAHE_CLIP}, tiles of {CLAHE_TILE_PX} px; "
-            "`core.preprocess.equalize` in Grin),")
