@@ -170,6 +170,8 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--equalize", "magic"], "equalize must be one of none, clahe, not 'magic'"),
     (["--teacher", "nowhere"], "--teacher nowhere: no model.keras there to learn from"),
     (["--teacher", str(REPO / "models" / "expression")], "is a model for the expression task, not smile"),
+    (["--teacher", str(REPO / "models" / "smile"), "--equalize", "clahe"],
+     "takes faces equalised 'none', and this run cuts them 'clahe': choose --equalize none"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "1.5"],
      "the distillation weight must be in [0, 1], not 1.5"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "0.8", "--class-weights", "sqrt"],

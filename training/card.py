@@ -144,4 +144,3 @@ def _equalize_note(meta) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-

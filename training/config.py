@@ -186,8 +186,13 @@ class TrainConfig:
         need(not self.teacher or (Path(self.teacher) / "model.keras").is_file(),
              f"--teacher {self.teacher}: no model.keras there to learn from")
         if self.teacher:
-            teacher_task = _model_task(Path(self.teacher))
+            teacher = _metadata(Path(self.teacher))
+            teacher_task = str(teacher.get("task", "unknown"))
             need(teacher_task == self.task, f"--teacher {self.teacher} is a model for the {teacher_task} task, not {self.task}")
+            pre = teacher.get("preprocess")
+            cut = str(pre.get("equalize", "none")) if isinstance(pre, dict) else "none"
+            need(cut == (self.equalize or "none"), f"--teacher {self.teacher} takes faces equalised '{cut}', and this "
+                                                   f"run cuts them '{self.equalize or 'none'}': choose --equalize {cut}")
         need(0 <= self.distill <= 1, f"the distillation weight must be in [0, 1], not {self.distill}")
         need(not self.teacher or self.distill <= 0.5 or self.class_weights == "none",
              "class weights follow each face's strongest target, which is its true label only while the "
@@ -207,11 +212,12 @@ class TrainConfig:
              "augmentation probabilities must be in [0, 1]")
 
 
-def _model_task(folder: Path) -> str:
-    """The task named in a model folder's metadata ("unknown" when it cannot be read)."""
+def _metadata(folder: Path) -> dict:
+    """A model folder's metadata ({} when it cannot be read)."""
     import json
 
     try:
-        return str(json.loads((folder / "metadata.json").read_text())["task"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return "unknown"
+        meta = json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}

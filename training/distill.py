@@ -22,10 +22,9 @@ def centre_cut(x: np.ndarray, size: int) -> np.ndarray:
     return x[:, m:m + size, m:m + size] if m > 0 else x
 
 
-def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None, progress=None,
-                  equalize: str = "none") -> np.ndarray:
-    """The teacher's class probabilities for uint8 training crops `x` (cached in `cache`), cut with the
-    contrast normalisation `equalize`; its task was checked against the run's by `TrainConfig.validate`."""
+def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None, progress=None) -> np.ndarray:
+    """The teacher's class probabilities for uint8 training crops `x` (cached in `cache`); its task and
+    contrast normalisation were checked against the run's by `TrainConfig.validate`."""
     if cache is not None and cache.is_file():
         probs = np.load(cache)
         if probs.shape[0] == len(x):
@@ -34,9 +33,6 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None,
         clf = Classifier(teacher, warm_up=False)
     except (ModelError, OSError) as exc:
         raise ConfigError(f"--teacher {teacher}: {exc}") from None
-    if clf.preprocess.equalize != equalize:
-        raise ConfigError(f"--teacher {teacher} takes faces equalised '{clf.preprocess.equalize}', and this run "
-                          f"cuts them '{equalize}': choose --equalize {clf.preprocess.equalize}")
     x = centre_cut(x, clf.preprocess.input_size)
     if x.shape[1:] != clf.preprocess.input_shape:
         raise ConfigError(f"--teacher {teacher} takes {clf.preprocess.input_shape} faces, not {x.shape[1:]}")

@@ -321,8 +321,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             from training.distill import TEACHER_FILE, teacher_probs
 
             soft = teacher_probs(cfg.teacher, tr.x, run.file(TEACHER_FILE),
-                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"),
-                                 pp.equalize)
+                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"))
             run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
                                    f"distilling from {cfg.teacher}")
         if initial_epoch < cfg.epochs:
