@@ -162,6 +162,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops")
     p.add_argument("--sweep", action="store_true", help="also time other detector settings (see bench/sweep.py)")
     p.add_argument("--genki", help="GENKI-4K folder: the sweep adds each setting's face-found rate (minutes)")
+    p.add_argument("--explain", action="store_true",
+                   help="also time the explanations: ms per face for Grad-CAM and occlusion (see bench/explain_speed.py)")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.min_seconds < 0:
         print("error: --iterations must be at least 1 and --min-seconds at least 0", file=sys.stderr)
@@ -178,11 +180,20 @@ def main(argv=None) -> int:
             from bench.sweep import sweep
 
             result["detector_sweep"] = sweep(args.media, args.genki, args.iterations, args.min_seconds)
+        if args.explain:
+            from bench.explain_speed import explain_benchmark
+
+            result["explain"] = explain_benchmark(Classifier(model, warm_up=False, crops=not args.no_crops),
+                                                  args.media, min(args.iterations, 50), args.min_seconds)
     except (MediaError, ModelError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json_atomic(args.json, result)
     print(summary(result))
+    if "explain" in result:
+        from bench.explain_speed import explain_summary
+
+        print(explain_summary(result["explain"]))
     if result["faces_found"] != EXPECTED_FACES:
         print(f"error: the detector found {result['faces_found']} faces, expected {EXPECTED_FACES}: "
               "the timings are not of the frames they claim to be", file=sys.stderr)

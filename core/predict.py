@@ -1,6 +1,6 @@
 """Label the faces in image files:
 `python -m core.predict <image files...> [--model models/smile] [--task smile|expression] [--json]
-[--threshold T] [--annotate OUTDIR]`.
+[--threshold T] [--annotate OUTDIR] [--explain OUTDIR]`.
 
 Exit status: 0 when every file was read (with or without faces), 1 when any file could not be
 read (each gets its own error line; the others are still processed), 2 for a bad model or option.
@@ -29,16 +29,21 @@ class ImageResult:
     faces: list[Face] = field(default_factory=list)
     error: str | None = None
     annotated: str | None = None
+    explanations: list[dict] = field(default_factory=list)   # with --explain: one per face
 
     def as_dict(self) -> dict:
+        faces = [f.as_row() for f in self.faces]
+        for row, why in zip(faces, self.explanations):
+            row["explanation"] = why
         return {"file": self.file, "width": self.width, "height": self.height,
-                "faces": [f.as_row() for f in self.faces], "error": self.error, "annotated": self.annotated}
+                "faces": faces, "error": self.error, "annotated": self.annotated}
 
 
 def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
-                 taken: set[Path] | None = None) -> ImageResult:
+                 taken: set[Path] | None = None, explain: tuple | None = None) -> ImageResult:
     """Faces of one image file; a file that cannot be read gives a result with `error` set.
-    With `annotate`, the labelled picture is written there as <stem>.png (not over one in `taken`)."""
+    With `annotate`, the labelled picture is written there as <stem>.png (not over one in `taken`).
+    With `explain` = (Explainer, folder, method), each face's crop and heat map go there as <stem>-face<k>.png."""
     result = ImageResult(path)
     try:
         image = load_image(path, name=path)
@@ -47,6 +52,8 @@ def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
         return result
     result.height, result.width = image.shape[:2]
     result.faces = pipeline(image, thorough=True)   # a photo: a deeper search if the first finds none
+    if explain is not None:   # before annotating, which draws on the image
+        _explain(result, image, *explain, taken if taken is not None else set())
     if annotate is not None:
         from core.draw import draw_faces
 
@@ -54,6 +61,18 @@ def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
         out.write_bytes(encode_png(draw_faces(image, result.faces)))
         result.annotated = str(out)
     return result
+
+
+def _explain(result: ImageResult, image, explainer, folder: Path, method: str, taken: set[Path]) -> None:
+    """Write each face's crop and heat map side by side, and keep its explanation's JSON."""
+    from core.explain import explain_faces, explanation_row, side_by_side
+
+    faces = result.faces
+    found = explain_faces(explainer, image, [f.box for f in faces], [f.index for f in faces], method)
+    for k, fe in enumerate(found, 1):
+        out = _free_name(folder, f"{Path(result.file).stem}-face{k}", taken)
+        out.write_bytes(encode_png(side_by_side(fe.crop, fe.explanation.heat)))
+        result.explanations.append(explanation_row(fe.explanation, explainer.classifier.task, str(out)))
 
 
 def _free_name(folder: Path, stem: str, taken: set[Path]) -> Path:
@@ -80,6 +99,10 @@ def format_table(result: ImageResult) -> str:
         x, y, w, h = f.box
         probs = " ".join(f"{n}={p:.2f}" for n, p in zip(f.task.display_names, f.probs))
         lines.append(f"  {i:>2}  {x:>5} {y:>5} {w:>5} {h:>5}  {f.label:<10} {f.score:>6.1%}  {probs}")
+        if i <= len(result.explanations):
+            why = result.explanations[i - 1]
+            share = "no evidence" if why["mouth_share"] is None else f"{why['mouth_share']:.0%} on the mouth"
+            lines.append(f"      why: {why['file']} ({why['method']}, {share})")
     if result.annotated:
         lines.append(f"  annotated: {result.annotated}")
     return "\n".join(lines)
@@ -95,6 +118,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(binary tasks; default: the model's own)")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops (faster)")
     p.add_argument("--annotate", metavar="OUTDIR", help="also write each image with boxes and labels here")
+    p.add_argument("--explain", metavar="OUTDIR", help="write each face's crop and heat map (what the label rests on) "
+                   "here, and add each face's `explanation` (the file, the share of the map on the mouth) to the JSON")
+    p.add_argument("--explain-method", choices=("grad-cam", "occlusion"), default="grad-cam",
+                   help="how the heat map is made (default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -113,6 +140,18 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
     return Pipeline(Classifier(folder, warm_up=False, crops=not args.no_crops), FaceDetector(), args.threshold)
 
 
+def _explainer(pipeline: Pipeline, args: argparse.Namespace) -> tuple | None:
+    """(Explainer, folder, method) for --explain, else None; ModelError if the model cannot be explained."""
+    if not args.explain:
+        return None
+    from core.explain import Explainer
+
+    try:
+        return Explainer(pipeline.classifier, warm_up=False), Path(args.explain), args.explain_method
+    except ValueError as exc:
+        raise ModelError(f"--explain: {exc}") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     annotate = None
@@ -123,14 +162,21 @@ def main(argv=None) -> int:
         except OSError as exc:
             print(f"error: cannot create {annotate}: {exc.strerror}", file=sys.stderr)
             return 2
+    if args.explain:
+        try:
+            Path(args.explain).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"error: cannot create {args.explain}: {exc.strerror}", file=sys.stderr)
+            return 2
     try:
         pipeline = load_pipeline(args)
+        explain = _explainer(pipeline, args)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results, taken = [], set()
     for path in args.images:
-        r = predict_file(pipeline, path, annotate, taken)
+        r = predict_file(pipeline, path, annotate, taken, explain)
         results.append(r)
         if r.error:
             print(f"error: {r.error}", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""Batch augmentation for tf.data: looser framings, flips, shifts, rotation, zoom, light, blur, erasing, mixup."""
+"""Batch augmentation for tf.data: looser and tighter framings, flips, shifts, rotation, zoom, light, blur, erasing, mixup."""
 from __future__ import annotations
 
 import keras
@@ -28,6 +28,34 @@ def make_loose_cropper(prob: float, size: int, seed: int):
         scale = tf.where(loose, gen.uniform([n], 1.0, side / size), tf.ones([n]))
         half = (size * scale - 1) / 2 / (side - 1)     # sample on pixel centres: scale 1 is an exact cut
         boxes = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half], axis=1)
+        return tf.image.crop_and_resize(x, boxes, tf.range(n), [size, size]), y
+
+    return crop
+
+
+TIGHT_MIN = 0.62   # the tightest framing: this fraction of the model's crop side (eyes to chin)
+
+
+def tight_boxes(t, jitter):
+    """Crop boxes [y1, x1, y2, x2] (0..1 of the model's crop) of side `t`, lowered as they tighten so that
+    the mouth and chin stay in and the forehead goes first (at t = 2/3: the eyes-to-chin area of a face
+    box, `bench.conditions.tight`); `jitter` in -1..1 moves each sideways within its margin."""
+    tf = tensorflow()
+    cy = 0.5 + (1.0 - t) * 0.375
+    cx = 0.5 + jitter * (1.0 - t) * 0.25
+    return tf.stack([cy - t / 2, cx - t / 2, cy + t / 2, cx + t / 2], axis=1)
+
+
+def make_tight_cropper(prob: float, size: int, seed: int):
+    """(faces, targets) -> the same with probability `prob` framed tighter, down to TIGHT_MIN of the side."""
+    tf = tensorflow()
+    gen = tf.random.Generator.from_seed(seed + 6)
+
+    def crop(x, y):
+        n = tf.shape(x)[0]
+        tighter = gen.uniform([n]) < prob
+        t = tf.where(tighter, gen.uniform([n], TIGHT_MIN, 0.95), tf.ones([n]))
+        boxes = tight_boxes(t, gen.uniform([n], -1.0, 1.0))
         return tf.image.crop_and_resize(x, boxes, tf.range(n), [size, size]), y
 
     return crop
