@@ -36,6 +36,7 @@ from core.fileio import write_json_atomic
 from core.tasks import Task
 
 MIN_N_WORST = 50
+RESULT_FILE = "generalisation.json"   # a model folder's suite figures (the card and the Models page read it)
 SUITE_SPLITS = ("test", "val")
 CACHE_VERSION = 1
 VIDEO_NEUTRAL, VIDEO_SMILE = range(0, 17), range(20, 69)   # frames of smile_video.mp4 (its README)
@@ -221,24 +222,41 @@ def trained_families(meta) -> set[str]:
 def face_crops(col: Collection, condition: str, boxes: np.ndarray | None, pp, detector: FaceDetector,
                use_cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crops (N, size, size, c), `found` and boxes for a collection's pictures under a condition ("as is":
-    unchanged); a condition is applied around each picture's as-is face box. Cached like training's faces."""
-    from training.faces import _save_npz, cache_dir, face_from_image
+    unchanged); a condition is applied around each picture's as-is face box. Cached like training's faces:
+    the crops for these preprocessing settings, and the detector's boxes for any settings (detection is
+    the slow part, and models of other sizes share it)."""
+    from core.preprocess import crop_faces, whole_image_box
+    from training.faces import _save_npz, cache_dir, face_box
 
-    path = cache_dir() / "generalisation" / f"{col.name}-{_key(col.key, condition, pp.to_dict(), detector.config.to_dict(), CACHE_VERSION)}.npz"
-    if use_cache and path.is_file():
-        with np.load(path) as z:
+    folder = cache_dir() / "generalisation"
+    det_key = _key(col.key, condition, detector.config.to_dict(), CACHE_VERSION)
+    crops_path = folder / f"{col.name}-{_key(det_key, pp.to_dict())}.npz"
+    boxes_path = folder / f"{col.name}-boxes-{det_key}.npz"
+    if use_cache and crops_path.is_file():
+        with np.load(crops_path) as z:
             return z["x"], z["found"], z["boxes"]
+    known = None
+    if use_cache and boxes_path.is_file():
+        with np.load(boxes_path) as z:
+            known = z["found"], z["boxes"]
     n = len(col.labels)
     x = np.zeros((n, *pp.input_shape), np.uint8)
     found, out_boxes = np.zeros(n, bool), np.zeros((n, 4), np.int32)
     for i in range(n):
         img = col.load(i)
-        cropped = col.cropped
         if condition != "as is":
             img = CONDITIONS[condition](img, tuple(int(v) for v in boxes[i]))
-        x[i], found[i], out_boxes[i] = face_from_image(img, cropped, "auto", detector, pp)
+        if known is not None:
+            found[i] = known[0][i]
+            box = tuple(int(v) for v in known[1][i]) if found[i] else whole_image_box(img.shape, pp)
+        else:
+            box, found[i] = face_box(img, col.cropped, "auto", detector, pp)
+        out_boxes[i] = box
+        x[i] = crop_faces(img, [box], pp)[0]
     if use_cache:
-        _save_npz(path, x=x, found=found, boxes=out_boxes)
+        _save_npz(crops_path, x=x, found=found, boxes=out_boxes)
+        if known is None:
+            _save_npz(boxes_path, found=found, boxes=out_boxes)
     return x, found, out_boxes
 
 
@@ -304,6 +322,28 @@ def format_table(result: SuiteResult) -> str:
     if d["worst_check"]:
         lines.append(f"worst balanced accuracy: {d['worst_balanced_accuracy']:.4f} ({d['worst_check']})")
     return "\n".join(lines)
+
+
+def load_result(folder: str | Path) -> dict | None:
+    """A model folder's saved suite figures, or None when it has none (or they cannot be read)."""
+    try:
+        d = json.loads((Path(folder) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and isinstance(d.get("checks"), list) else None
+
+
+def comparison(results: dict[str, dict]) -> list[dict]:
+    """One row per check (in the first result's order), one balanced-accuracy column per named result."""
+    order: list[str] = []
+    cells: dict[str, dict] = {}
+    for label, r in results.items():
+        for c in r["checks"]:
+            if c["name"] not in cells:
+                order.append(c["name"])
+                cells[c["name"]] = {"check": c["name"], "faces": c["n"]}
+            cells[c["name"]][label] = c["balanced_accuracy"]
+    return [cells[n] for n in order]
 
 
 def main(argv=None) -> int:

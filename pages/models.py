@@ -1,6 +1,8 @@
 """Models: every model the app can use (bundled, trained here, pulled from the Hub), and sharing via the Hub."""
+import plotly.graph_objects as go
 import streamlit as st
 
+from bench.generalisation import MIN_N_WORST, RESULT_FILE, comparison, load_result
 from core.registry import list_models
 from training import hub
 from training.curves_png import learning_curves_png
@@ -45,6 +47,37 @@ def details(entries) -> None:
     right.markdown(f"**Command**\n\n`{entry.meta.command or 'unknown'}`")
     right.json({"metrics": entry.meta.metrics, "threshold": entry.meta.threshold,
                 "preprocess": entry.meta.preprocess, "folder": str(entry.path)}, expanded=False)
+
+
+def generalisation_section(entries) -> None:
+    """The generalisation suite's figures of the chosen models of one task, side by side."""
+    st.subheader("Faces it never trained on")
+    st.caption("Balanced accuracy per check of `python -m bench.generalisation`: held-out splits, the same faces "
+               "cropped tightly or loosely, small, compressed, dark or flat, and collections the model never saw. "
+               f"The worst case counts checks of at least {MIN_N_WORST} faces.")
+    results = {e.name: r for e in entries if (r := load_result(e.path))}
+    if not results:
+        st.info(f"No model has suite figures yet: `python -m bench.generalisation --model <folder> "
+                f"--json <folder>/{RESULT_FILE}` writes them.")
+        return
+    task = st.radio("Task", sorted({r["task"] for r in results.values()}), horizontal=True, key="gen.task")
+    names = [n for n, r in results.items() if r["task"] == task]
+    chosen = st.multiselect("Models", names, default=names[:2], key="gen.models")
+    if not chosen:
+        return
+    picked = {n: results[n] for n in chosen}
+    rows = comparison(picked)
+    st.dataframe(rows, hide_index=True, column_config={
+        n: st.column_config.NumberColumn(format="percent") for n in chosen})
+    for n, r in picked.items():
+        if r.get("worst_check"):
+            st.markdown(f"**{n}**: worst balanced accuracy **{r['worst_balanced_accuracy']:.1%}** "
+                        f"({r['worst_check']})")
+    fig = go.Figure([go.Bar(name=n, x=[row["check"] for row in rows], y=[row.get(n) for row in rows])
+                     for n in chosen])
+    fig.update_layout(barmode="group", yaxis=dict(title="balanced accuracy", range=[0, 1], tickformat=".0%"),
+                      height=420, margin=dict(t=20, b=10), legend=dict(orientation="h"))
+    st.plotly_chart(fig, width="stretch", key="gen.chart")
 
 
 def pull_form(token) -> None:
@@ -111,6 +144,7 @@ st.dataframe(model_rows(entries), hide_index=True, column_config={
     "parameters": st.column_config.NumberColumn(format="localized")})
 if entries:
     details(entries)
+    generalisation_section(entries)
 
 st.subheader("Hugging Face Hub")
 st.text_input("Access token", type="password", key="hub.token",

@@ -48,16 +48,20 @@ def _uses_detection(cropped: bool, mode: str, shape: tuple[int, ...]) -> bool:
     return not cropped and min(shape[:2]) > CROP_MAX_SIDE  # auto: small images are taken as crops
 
 
-def face_from_image(image: np.ndarray, cropped: bool, mode: str, detector: FaceDetector,
-                    pp: PreprocessConfig) -> tuple[np.ndarray, bool, tuple]:
-    """One crop for a dataset image: the largest detected face, else the whole image."""
-    box, found = None, False
+def face_box(image: np.ndarray, cropped: bool, mode: str, detector: FaceDetector,
+             pp: PreprocessConfig) -> tuple[tuple, bool]:
+    """(box, found) for a dataset image: its largest detected face, else the box that frames it whole."""
     if _uses_detection(cropped, mode, image.shape):
         boxes = detector.detect(image, thorough=True)
         if boxes:
-            box, found = boxes[0], True
-    if box is None:
-        box = whole_image_box(image.shape, pp)
+            return tuple(boxes[0]), True
+    return whole_image_box(image.shape, pp), False
+
+
+def face_from_image(image: np.ndarray, cropped: bool, mode: str, detector: FaceDetector,
+                    pp: PreprocessConfig) -> tuple[np.ndarray, bool, tuple]:
+    """One crop for a dataset image: the largest detected face, else the whole image."""
+    box, found = face_box(image, cropped, mode, detector, pp)
     return crop_faces(image, [box], pp)[0], found, box
 
 

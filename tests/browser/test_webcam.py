@@ -96,3 +96,49 @@ def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot)
     assert {"smile", "no smile"} <= set(labels), f"labels seen: {set(labels)}"
     # the labels must follow the camera's neutral / smiling parts (0.5 would be chance)
     assert agree >= 0.8, f"labels agree with the neutral/smiling parts in only {agree:.0%} of frames"
+
+
+BUNDLED_EXPRESSION = re.compile(r"^expression \(bundled")
+
+
+def test_expression_reads_the_still_face_as_neutral(page, app_server, fake_camera, screenshot):
+    """With the expression task, the fake camera's still neutral stretches read 'neutral' in most frames,
+    without flickering through sad or angry, and the smiling ones 'happy'."""
+    if fake_camera is None:
+        pytest.skip("../shared/media/smile_video.mp4 is absent: no fake camera to play")
+    goto_page(page, "webcam")
+    sidebar_select(page, "Task", "Expression")
+    sidebar_select(page, "Model", BUNDLED_EXPRESSION)
+    assert_no_exception(page)
+    since = time.time()
+    start_webcam(page)
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
+        clock = [r["t"] if r.get("source_t") is None else r["source_t"] for r in rows]
+        if rows and clock[-1] - clock[0] >= LOOPS * fake_camera.period_s:
+            break
+        time.sleep(1.0)
+    screenshot(page, "webcam-expression")
+    assert_no_exception(page)
+    stop_webcam(page)
+
+    rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
+    assert len(rows) >= 20, f"only {len(rows)} labelled frames"
+    clock = "source_t" if all(r.get("source_t") is not None for r in rows) else "t"
+    times = np.array([r[clock] for r in rows])
+    labels = ["no smile" if r["labels"][0] == "neutral" else "smile" if r["labels"][0] == "happy" else r["labels"][0]
+              for r in rows]
+    offset, agree = best_phase(times, labels, fake_camera)
+    # the still part, away from the turns into and out of the smile
+    phase = (times - offset) % fake_camera.period_s
+    still = (phase > 0.5) & (phase < fake_camera.neutral_s - 0.5)
+    shown = [r["labels"][0] for r, s in zip(rows, still) if s]
+    assert len(shown) >= 10, f"only {len(shown)} frames in the still neutral stretches"
+    neutral = shown.count("neutral") / len(shown)
+    changes = sum(a != b for a, b in zip(shown, shown[1:]))
+    print(f"\nexpression webcam: neutral {neutral:.0%} of {len(shown)} still frames, {changes} label changes, "
+          f"agreement with neutral/happy parts {agree:.0%}")
+    assert neutral >= 0.7, f"the still face reads neutral in only {neutral:.0%} of frames: {set(shown)}"
+    assert changes <= 4, f"the label of a still face changed {changes} times"
+    assert agree >= 0.75, f"neutral/happy follow the camera's parts in only {agree:.0%} of frames"
