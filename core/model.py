@@ -15,6 +15,7 @@ MODEL_FILE = "model.keras"
 # the four corner crops of a ten-crop test (with the whole face, each also mirrored when tta_flip)
 CORNER_CROPS = [[0.0, 0.0, 0.9, 0.9], [0.0, 0.1, 0.9, 1.0], [0.1, 0.0, 1.0, 0.9], [0.1, 0.1, 1.0, 1.0]]
 META_FILE = "metadata.json"
+RUNTIMES = ("auto", "keras", "onnx")
 
 
 class ModelError(ValueError):
@@ -79,8 +80,12 @@ class ModelMeta:
 class Classifier:
     """A loaded model: uint8 face crops in, class probabilities out. Thread-safe."""
 
-    def __init__(self, folder: str | Path, warm_up: bool = True, crops: bool = True):
-        """`crops=False` skips the model's extra test-time crops (flip averaging stays): faster, less accurate."""
+    def __init__(self, folder: str | Path, warm_up: bool = True, crops: bool = True, runtime: str = "auto"):
+        """`crops=False` skips the model's extra test-time crops (flip averaging stays): faster, less accurate.
+        `runtime`: "auto" serves through ONNX Runtime when the folder holds a current model.onnx (same
+        labels, faster on CPU), else Keras; "keras" always Keras; "onnx" refuses to run without it."""
+        if runtime not in RUNTIMES:
+            raise ModelError(f"runtime must be one of {', '.join(RUNTIMES)}, not '{runtime}'")
         self.folder = Path(folder)
         self.meta = ModelMeta.load(self.folder)
         self.crops = [list(map(float, b)) for b in self.meta.tta_crops] if crops else []
@@ -106,9 +111,25 @@ class Classifier:
                              f"do not match its metadata {want} -> {self.task.n_classes} classes")
         spec = tf.TensorSpec((None, *self.preprocess.input_shape), tf.uint8)
         self._forward = tf.function(self._forward_impl, input_signature=[spec])
+        self._onnx = self._onnx_forward(path, runtime)
+        self.runtime = "onnx" if self._onnx else "keras"
         if warm_up:
             for n in (1, 4):
                 self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))
+
+    def _onnx_forward(self, source: Path, runtime: str):
+        """The ONNX Runtime path for this folder, or None when Keras serves it."""
+        from core.onnx_runtime import ONNX_FILE, OnnxForward, Views, onnx_available, stale_reason
+
+        if runtime == "keras":
+            return None
+        reason = stale_reason(self.folder, source) or ("" if onnx_available() else "onnxruntime is not installed")
+        if reason:
+            if runtime == "onnx":
+                raise ModelError(f"{self.folder}: cannot serve through ONNX Runtime: {reason}")
+            return None
+        views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
+        return OnnxForward(self.folder / ONNX_FILE, views)
 
     @property
     def n_views(self) -> int:
@@ -135,7 +156,8 @@ class Classifier:
         """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels)."""
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
-        out = [self._forward(faces[i:i + batch_size]).numpy() for i in range(0, len(faces), batch_size)]
+        run = self._onnx or (lambda x: self._forward(x).numpy())
+        out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
         return np.concatenate(out)
 
     @property

@@ -1,0 +1,104 @@
+"""The shipped models through ONNX Runtime: `model.onnx` beside `model.keras`, used only while it is
+the export of that very file (its SHA-256 is recorded beside it); the test-time views are made here."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ONNX_FILE = "model.onnx"
+ONNX_META = "model.onnx.json"   # {"source_sha256": sha256 of model.keras, "opset", "exporter", ...}
+INPUT_NAME = "x"                # float32 (N, size, size, channels), 0-255, as the Keras model takes
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stale_reason(folder: Path, source: Path) -> str:
+    """Why the folder's ONNX file cannot stand for `source` ("" when it can)."""
+    onnx_path, meta_path = folder / ONNX_FILE, folder / ONNX_META
+    if not onnx_path.is_file() or not meta_path.is_file():
+        return f"no {ONNX_FILE} with {ONNX_META}"
+    try:
+        recorded = json.loads(meta_path.read_text()).get("source_sha256")
+    except (OSError, json.JSONDecodeError):
+        return f"{ONNX_META} is unreadable"
+    if recorded != sha256(source):
+        return f"{ONNX_FILE} was exported from another {source.name} (run python -m core.export {folder})"
+    return ""
+
+
+def crop_matrix(lo: float, hi: float, size: int) -> np.ndarray:
+    """(size, size) bilinear sampling weights of tf.image.crop_and_resize along one axis, for the
+    normalised span [lo, hi] of an axis of `size` pixels resized to `size` pixels."""
+    w = np.zeros((size, size), np.float32)
+    pos = lo * (size - 1) + np.arange(size) * (hi - lo) * (size - 1) / max(size - 1, 1)
+    top = np.floor(pos).astype(int)
+    frac = (pos - top).astype(np.float32)
+    bottom = np.minimum(top + 1, size - 1)
+    np.add.at(w, (np.arange(size), top), 1.0 - frac)
+    np.add.at(w, (np.arange(size), bottom), frac)
+    return w
+
+
+@dataclass(frozen=True)
+class Views:
+    """The network inputs for a batch of faces: the faces, their corner crops, each mirrored."""
+
+    size: int
+    crops: tuple[tuple[float, float, float, float], ...]
+    flip: bool
+
+    @property
+    def count(self) -> int:
+        return (1 + len(self.crops)) * (2 if self.flip else 1)
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path."""
+        x = faces.astype(np.float32)
+        views = [x]
+        for y1, x1, y2, x2 in self.crops:
+            wy, wx = crop_matrix(y1, y2, self.size), crop_matrix(x1, x2, self.size)
+            views.append(np.einsum("ih,nhwc,jw->nijc", wy, x, wx, optimize=True))
+        if self.flip:
+            views += [v[:, :, ::-1] for v in views]
+        return np.ascontiguousarray(np.concatenate(views))
+
+
+class OnnxForward:
+    """uint8 faces in, view-averaged probabilities out, through one ONNX Runtime call. Thread-safe."""
+
+    def __init__(self, path: Path, views: Views, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or int(os.environ.get("GRIN_ONNX_THREADS", "1"))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")   # leave idle cores to others
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.views = views
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        n = len(faces)
+        probs = self.session.run(None, {INPUT_NAME: self.views(faces)})[0].astype(np.float32)
+        return probs.reshape(self.views.count, n, -1).mean(axis=0)
+
+
+def onnx_available() -> bool:
+    """Whether ONNX Runtime can be imported here."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True

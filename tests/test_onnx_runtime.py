@@ -1,0 +1,86 @@
+"""The ONNX Runtime path of the shipped models: the same labels as Keras on real test faces, the
+same test-time views as TensorFlow, and a stale export (of another model.keras) never used."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.model import Classifier, ModelError
+from core.onnx_runtime import ONNX_META, Views, stale_reason
+from core.pipeline import decide
+from tiny_dataset import FER, GENKI
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def test_the_shipped_exports_are_of_the_shipped_models():
+    """Fails when a model.keras changes without `python -m core.export` (the app would fall back to Keras)."""
+    for task in ("smile", "expression"):
+        assert stale_reason(MODELS / task, MODELS / task / "model.keras") == ""
+        assert Classifier(MODELS / task, warm_up=False).runtime == "onnx"
+
+
+def test_a_stale_export_is_not_used(tmp_path):
+    folder = shutil.copytree(MODELS / "smile", tmp_path / "smile")
+    meta = json.loads((folder / ONNX_META).read_text())
+    (folder / ONNX_META).write_text(json.dumps({**meta, "source_sha256": "0" * 64}))
+    assert "another model.keras" in stale_reason(folder, folder / "model.keras")
+    assert Classifier(folder, warm_up=False).runtime == "keras"
+    with pytest.raises(ModelError, match="cannot serve through ONNX Runtime"):
+        Classifier(folder, warm_up=False, runtime="onnx")
+
+
+def test_views_are_tensorflows_crops_and_mirrors(expression_classifier):
+    """The ten views made with NumPy equal tf.image.crop_and_resize's and tf.reverse's."""
+    from core.runtime import tensorflow
+
+    tf = tensorflow()
+    clf = expression_classifier
+    size = clf.preprocess.input_size
+    faces = np.random.default_rng(3).integers(0, 256, (3, size, size, 1)).astype(np.uint8)
+    views = Views(size, tuple(tuple(b) for b in clf.crops), True)(faces)
+    x = tf.constant(faces, tf.float32)
+    want = [x] + [tf.image.crop_and_resize(x, tf.constant([b] * 3, tf.float32), tf.range(3), (size, size))
+                  for b in clf.crops]
+    want += [tf.reverse(v, axis=[2]) for v in want]
+    assert views.shape == (30, size, size, 1)
+    np.testing.assert_allclose(views, tf.concat(want, 0).numpy(), atol=1e-3)
+
+
+def _test_faces(clf: Classifier, data: Path, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The model's own test split of a dataset as face crops (as training.evaluate reads them)."""
+    from core.detect import DetectorConfig
+    from training.datasets import load_dataset
+    from training.faces import extract_faces
+    from training.split import SplitConfig, assign_splits, test_mask
+
+    ds = load_dataset(str(data), clf.task)
+    s = clf.meta.extra.get("split", {})
+    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), "test"))
+    if limit:
+        idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
+    part = replace(ds, samples=[ds.samples[i] for i in idx])
+    fc = extract_faces(part, clf.preprocess, "auto", DetectorConfig())
+    return fc.x[fc.readable], part.labels[fc.readable]
+
+
+@pytest.mark.parametrize("task, data, limit", [("smile", GENKI, 0), ("expression", FER, 1000)])
+def test_onnx_labels_equal_keras_labels_on_real_test_faces(task, data, limit):
+    """All 599 GENKI-4K test faces (at most 1 label may differ), 1,000 FER-2013 test faces (ten-crop)."""
+    if not Path(data).is_dir():
+        pytest.skip(f"{data} is absent (shared datasets live beside the repo)")
+    keras_clf = Classifier(MODELS / task, warm_up=False, runtime="keras")
+    onnx_clf = Classifier(MODELS / task, warm_up=False, runtime="onnx")
+    x, y = _test_faces(keras_clf, data, limit)
+    assert len(x) == (599 if task == "smile" else limit)
+    pk, po = keras_clf.predict(x), onnx_clf.predict(x)
+    lk = decide(pk, keras_clf.task, keras_clf.meta.threshold)
+    lo = decide(po, onnx_clf.task, onnx_clf.meta.threshold)
+    assert int((lk != lo).sum()) <= 1, f"{int((lk != lo).sum())} of {len(x)} labels differ"
+    assert np.abs(pk - po).max() < 1e-3
+    assert (lo == y).mean() > (0.9 if task == "smile" else 0.65)   # real faces, read correctly
