@@ -202,19 +202,28 @@ class Explainer:
 
 @dataclass(frozen=True)
 class FaceExplanation:
-    """One face of a picture: its box, the crop the model saw and the heat map over that crop."""
+    """One face of a picture: its box, the crop the model saw and its heat maps (by method)."""
 
     box: Box
     crop: np.ndarray             # uint8 (H, W, C), as the model saw it
-    explanation: Explanation
+    maps: dict[str, Explanation]
+
+    @property
+    def explanation(self) -> Explanation:
+        """The first method's map."""
+        return next(iter(self.maps.values()))
 
 
 def explain_faces(explainer: Explainer, image: np.ndarray, boxes: Sequence[Box],
-                  targets: Sequence[int] | None = None, method: str = "grad-cam") -> list[FaceExplanation]:
-    """Heat maps for the faces at `boxes` of an RGB image (targets: each face's decided class)."""
+                  targets: Sequence[int] | None = None,
+                  method: str | Sequence[str] = "grad-cam") -> list[FaceExplanation]:
+    """Heat maps by one method or several for the faces at `boxes` of an RGB image (targets: each
+    face's decided class; default: the network's likeliest)."""
+    methods = (method,) if isinstance(method, str) else tuple(method)
     crops = crop_faces(image, list(boxes), explainer.preprocess)
-    found = explainer.explain(crops, targets, method)
-    return [FaceExplanation(tuple(int(v) for v in b), c, e) for b, c, e in zip(boxes, crops, found)]
+    found = {m: explainer.explain(crops, targets, m) for m in methods}
+    return [FaceExplanation(tuple(int(v) for v in b), c, {m: found[m][i] for m in methods})
+            for i, (b, c) in enumerate(zip(boxes, crops))]
 
 
 def to_rgb(crop: np.ndarray) -> np.ndarray:
@@ -229,13 +238,15 @@ def colorize(heat: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
+def enlarge(crop: np.ndarray, side: int) -> np.ndarray:
+    """The crop as RGB, `side` px wide, its pixels kept sharp (what the model saw, bigger)."""
+    return cv2.resize(to_rgb(crop), (side, side), interpolation=cv2.INTER_NEAREST)
+
+
 def overlay(crop: np.ndarray, heat: np.ndarray, side: int | None = None, alpha: float = 0.6) -> np.ndarray:
-    """The crop as RGB (enlarged to `side` px, pixels kept sharp) with the map blended over it,
-    more opaque where the evidence is stronger."""
-    rgb = to_rgb(crop)
-    side = side or rgb.shape[0]
-    big = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_NEAREST)
-    return blend(big, heat, alpha)
+    """The crop as RGB (enlarged to `side` px) with the map blended over it, more opaque where the
+    evidence is stronger."""
+    return blend(enlarge(crop, side or crop.shape[0]), heat, alpha)
 
 
 def blend(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -248,7 +259,7 @@ def blend(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
 
 def side_by_side(crop: np.ndarray, heat: np.ndarray, side: int = 192, gap: int = 4) -> np.ndarray:
     """The enlarged crop and the same crop under its heat map, side by side (RGB)."""
-    left = cv2.resize(to_rgb(crop), (side, side), interpolation=cv2.INTER_NEAREST)
+    left = enlarge(crop, side)
     out = np.full((side, 2 * side + gap, 3), 255, np.uint8)
     out[:, :side], out[:, side + gap:] = left, blend(left, heat)
     return out
@@ -272,3 +283,11 @@ def explanation_row(explanation: Explanation, task, file: str | None = None) -> 
     share = explanation.mouth_share
     return {"file": file, "method": explanation.method, "class": task.class_names[explanation.target],
             "mouth_share": None if share is None else round(share, 4)}
+
+
+def heat_picture(image: np.ndarray, found: Sequence[FaceExplanation], cfg: PreprocessConfig) -> np.ndarray:
+    """A copy of the picture with each face's (first) heat map over the square its crop was cut from."""
+    out = image.copy()
+    for fe in found:
+        draw_heat(out, fe.box, fe.explanation.heat, cfg)
+    return out

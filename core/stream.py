@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from core.draw import draw_faces
-from core.pipeline import Pipeline
+from core.explain import Explainer, FaceExplanation, draw_heat, explain_faces
+from core.pipeline import Face, Pipeline
 from core.tracking import FaceFollower, TrackedFace, TrackingConfig
 
 
@@ -51,6 +52,26 @@ class Snapshot:
     probability: float              # the smoothed shutter-class probability that fired it
     clean: np.ndarray                # the RGB frame as the camera gave it
     annotated: np.ndarray            # the same frame with boxes and labels
+    faces: tuple[Face, ...] = ()     # the faces labelled in it (what "Why?" explains)
+
+
+@dataclass(frozen=True)
+class LatestFrame:
+    """The last processed frame as the camera gave it, with its labelled faces ("Explain this frame")."""
+
+    number: int                      # frames processed before it
+    clean: np.ndarray
+    faces: tuple[Face, ...]
+
+
+@dataclass(frozen=True)
+class LiveExplanation:
+    """Heat maps of the faces of one frame, made in the frame callback when live heat maps are on."""
+
+    frame: int
+    tracks: tuple[int, ...]          # the face tracks they belong to (drawn on the next frames too)
+    found: tuple[FaceExplanation, ...]
+    faces: tuple[Face, ...]
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,8 @@ class StreamStats:
     records: tuple[LabelRecord, ...] = ()
     snapshot: Snapshot | None = None
     error: str = ""                  # the last error raised while processing a frame
+    latest: LatestFrame | None = None
+    why: LiveExplanation | None = None   # the latest live heat maps (None unless switched on)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -105,6 +128,11 @@ class FrameProcessor:
         self._frames = 0
         self._snapshot: Snapshot | None = None
         self._error = ""
+        self._latest: LatestFrame | None = None
+        self._explainer: Explainer | None = None   # live heat maps: at most one frame each `_why_every_s`
+        self._why_every_s = 0.5
+        self._why: LiveExplanation | None = None
+        self._why_at = -1e9
 
     @property
     def pipeline(self) -> Pipeline:
@@ -117,6 +145,14 @@ class FrameProcessor:
         with self._work:
             self._follower = FaceFollower(pipeline, self.config.tracking)
 
+    def set_explainer(self, explainer: Explainer | None, every_s: float = 0.5) -> None:
+        """Live heat maps over the faces (Grad-CAM of at most one frame each `every_s` seconds), or
+        None: none, and no explanation work in the frame callback."""
+        with self._lock:
+            if explainer is not self._explainer:
+                self._why, self._why_at = None, -1e9
+            self._explainer, self._why_every_s = explainer, every_s
+
     def reset(self) -> None:
         """Forget figures, records and the snapshot (a new session of the camera)."""
         with self._work, self._lock:
@@ -127,6 +163,7 @@ class FrameProcessor:
             self._frames = 0
             self._snapshot = None
             self._error = ""
+            self._latest, self._why = None, None
 
     def callback(self, frame):
         """streamlit-webrtc's video_frame_callback: av.VideoFrame in, annotated av.VideoFrame out."""
@@ -158,17 +195,40 @@ class FrameProcessor:
             p = max((float(f.face.probs[target]) for f in faces), default=None) if target is not None else None
             fire = self._shutter.update(p, threshold, now)
             clean = rgb.copy() if fire else None
-            out = draw_faces(rgb.copy(), [f.face for f in faces])
+            out = self._draw_why(rgb.copy(), faces, now)
+            out = draw_faces(out, [f.face for f in faces])
             record = self._record(faces, source_t, (time.perf_counter() - start) * 1000)
+        labelled = tuple(f.face for f in faces)
         with self._lock:
             self._frames += 1
             self._times.append(now)
             self._records.append(record)
+            self._latest = LatestFrame(record.frame, rgb, labelled)   # a reference: nothing is copied
             if fire:
                 n = self._snapshot.number + 1 if self._snapshot else 1
-                self._snapshot = Snapshot(n, record.t, p, clean, out.copy())
+                self._snapshot = Snapshot(n, record.t, p, clean, out.copy(), labelled)
         if timed:
             self._record_latency(start)
+        return out
+
+    def _draw_why(self, out: np.ndarray, faces: list[TrackedFace], now: float) -> np.ndarray:
+        """With live heat maps on: explain this frame if the last explanation is old enough (one batched
+        Grad-CAM call), and draw the latest maps over the faces of their tracks."""
+        with self._lock:
+            explainer, every, why, at = self._explainer, self._why_every_s, self._why, self._why_at
+        if explainer is None or not faces:
+            return out
+        if now - at >= every and explainer.classifier is self._follower.pipeline.classifier:
+            found = explain_faces(explainer, out, [f.face.box for f in faces], [f.face.index for f in faces])
+            why = LiveExplanation(self._frames, tuple(f.track for f in faces), tuple(found),
+                                  tuple(f.face for f in faces))
+            with self._lock:
+                self._why, self._why_at = why, now
+        if why is not None:
+            heat = dict(zip(why.tracks, why.found))
+            for f in faces:
+                if f.track in heat:
+                    draw_heat(out, f.face.box, heat[f.track].explanation.heat, explainer.preprocess)
         return out
 
     def _maybe_restart(self, now: float) -> None:
@@ -214,4 +274,5 @@ class FrameProcessor:
                 latency_p95_ms=float(np.percentile(lat, 95)) if lat.size else 0.0,
                 class_names=self._follower.pipeline.task.class_names,
                 current=self._records[-1] if self._records else None,
-                records=tuple(self._records), snapshot=self._snapshot, error=self._error)
+                records=tuple(self._records), snapshot=self._snapshot, error=self._error,
+                latest=self._latest, why=self._why if self._explainer is not None else None)

@@ -8,8 +8,9 @@ import numpy as np
 import streamlit as st
 
 from core.detect import DetectorConfig, FaceDetector
+from core.explain import Explainer, FaceExplanation, enlarge, overlay
 from core.model import Classifier, ModelError
-from core.pipeline import Pipeline
+from core.pipeline import Face, Pipeline
 from core.registry import default_model, list_models
 from core.tasks import TASKS, Task, get_task
 
@@ -137,6 +138,45 @@ def get_pipeline(selection: Selection, detector: DetectorConfig = DetectorConfig
     except ModelError as exc:
         show_error(f"The model cannot be used: {exc}")
         st.stop()
+
+
+@st.cache_resource(show_spinner="Preparing the heat maps…", max_entries=6)
+def _explainer(path: str, mtime: float, crops: bool = True) -> Explainer:
+    return Explainer(load_classifier(path, mtime, crops))
+
+
+def get_explainer(selection: Selection) -> Explainer | None:
+    """Heat maps for the sidebar's model (shared by all sessions); None, with the reason shown, if it has none."""
+    try:
+        return _explainer(*selection.model_key, selection.crops) if selection.model_path else None
+    except (ModelError, ValueError) as exc:
+        show_error(f"This model's labels cannot be explained: {exc}")
+        return None
+
+
+WHY_SIDE = 192                   # crops and heat maps are shown this many pixels wide
+METHOD_TITLES = {"grad-cam": "Grad-CAM", "occlusion": "Occlusion"}
+
+
+def show_why(found: list[FaceExplanation], faces: list[Face], key: str) -> None:
+    """Per face: the crop the model saw (enlarged), its heat maps and the probability of every class."""
+    if found:
+        st.caption("Red: where the evidence for the label lies. Grad-CAM reads the network's last convolutional "
+                   "block; occlusion hides each part of the face in turn and measures what the label loses. "
+                   "The mouth is the lower third of the crop.")
+    for i, (fe, face) in enumerate(zip(found, faces)):
+        with st.container(key=f"{key}-{i + 1}", border=True):
+            st.markdown(f"**Face {i + 1}: {face.label}** ({face.score:.0%})")
+            cols = st.columns([1] * (1 + len(fe.maps)) + [1.4])
+            size = fe.crop.shape[0]
+            cols[0].image(enlarge(fe.crop, WHY_SIDE), caption=f"What the model saw ({size}x{size})")
+            for col, (method, e) in zip(cols[1:], fe.maps.items()):
+                share = e.mouth_share
+                where = "no evidence" if share is None else f"{share:.0%} on the mouth"
+                col.image(overlay(fe.crop, e.heat, WHY_SIDE), caption=f"{METHOD_TITLES[method]} · {where}")
+            with cols[-1]:
+                for name, p in zip(face.task.display_names, face.probs):
+                    st.progress(float(p), text=f"{name}: {p:.1%}")
 
 
 def show_error(message: str | Exception) -> None:

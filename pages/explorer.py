@@ -10,7 +10,7 @@ from core.model import ModelError
 from training import explore
 from training.datasets import DatasetError
 from training.sources import default_data_path, missing_message
-from pages.common import Selection, confusion_figure, model_mtime, show_error, sidebar
+from pages.common import METHOD_TITLES, Selection, confusion_figure, get_explainer, model_mtime, show_error, sidebar
 
 GRID_COLUMNS = 8
 
@@ -27,12 +27,21 @@ def model_mistakes(root: str, task: str, split: tuple, model: str, mtime: float,
     return explore.model_mistakes(load_view(root, task, split), model, threshold)
 
 
-def image_grid(view: explore.DatasetView, rows: pd.DataFrame, captions: list[str], crops: bool) -> None:
-    """Samples as a grid of thumbnails (the original images, or the crops the model sees)."""
+def image_grid(view: explore.DatasetView, rows: pd.DataFrame, captions: list[str], crops: bool,
+               images: list | None = None) -> None:
+    """Samples as a grid of thumbnails (the original images, the crops the model sees, or `images`)."""
     cols = st.columns(GRID_COLUMNS)
     for k, (i, caption) in enumerate(zip(rows["index"], captions)):
-        image = explore.crop_image(view, i) if crops else explore.thumbnail(view, i)
+        image = images[k] if images is not None else explore.crop_image(view, i) if crops else explore.thumbnail(view, i)
         cols[k % GRID_COLUMNS].image(image, caption=caption, width="stretch")
+
+
+@st.cache_data(show_spinner="Finding what the model looked at…", max_entries=16)
+def mistake_heatmaps(root: str, task: str, split: tuple, model: str, mtime: float, threshold: float | None,
+                     method: str, n: int, _sel: Selection) -> list:
+    m = model_mistakes(root, task, split, model, mtime, threshold)
+    explainer = get_explainer(_sel)
+    return explore.mistake_heatmaps(load_view(root, task, split), explainer, m.rows.head(n), method) if explainer else None
 
 
 def balance_section(view: explore.DatasetView) -> None:
@@ -144,8 +153,18 @@ def mistakes_section(view: explore.DatasetView, root: str, sel: Selection) -> No
         st.caption(f"{len(m.rows)} mistakes, most confident first (model {Path(sel.model_path).name})")
         if len(m.rows):
             shown = m.rows.head(3 * GRID_COLUMNS)
+            method = st.segmented_control("Heat maps", ["none", *METHOD_TITLES], default="grad-cam",
+                                          format_func=lambda k: METHOD_TITLES.get(k, "None"),
+                                          key="explorer.mistake_heat",
+                                          help="Over each crop, where the evidence for the wrong label lies")
+            heat = None
+            if method in METHOD_TITLES:
+                key = (split.val_fraction, split.test_fraction, split.seed)
+                heat = mistake_heatmaps(root, sel.task.name, key, str(sel.model_path), model_mtime(sel.model_path),
+                                        sel.threshold, method, len(shown), sel)
             image_grid(view, shown, [f"{t} → {p} ({c:.0%})" for t, p, c in
-                                     zip(shown["true"], shown["predicted"], shown["confidence"])], crops=True)
+                                     zip(shown["true"], shown["predicted"], shown["confidence"])], crops=True,
+                       images=heat)
     if len(m.rows):
         st.dataframe(m.rows, hide_index=True, height=240, width="stretch")
 

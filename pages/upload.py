@@ -8,10 +8,11 @@ import plotly.express as px
 import streamlit as st
 
 from core.draw import draw_faces
+from core.explain import METHODS, explain_faces, heat_picture
 from core.imageio import ImageError, load_image
 from core.pipeline import Face
 from core.video import VideoError, VideoLimits, annotate_video
-from pages.common import Selection, get_pipeline, show_error, sidebar
+from pages.common import Selection, get_explainer, get_pipeline, show_error, show_why, sidebar
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
@@ -41,7 +42,16 @@ def analyse_image(data: bytes, name: str, model_key: tuple, threshold: float | N
         return {"name": name, "error": str(exc), "rows": []}
     faces = _pipeline(image, thorough=True)  # a photo: a deeper search if the first finds nothing
     rows = [{"file": name, "face": i + 1, **f.as_row()} for i, f in enumerate(faces)]
-    return {"name": name, "error": "", "rows": rows, "annotated": display_copy(image, faces)}
+    return {"name": name, "error": "", "rows": rows, "faces": faces, "annotated": display_copy(image, faces)}
+
+
+@st.cache_data(max_entries=32, show_spinner="Finding what each label rests on…")
+def explain_image(data: bytes, name: str, model_key: tuple, threshold: float | None, crops: bool,
+                  _explainer, _faces: list[Face]) -> dict:
+    """Heat maps of an uploaded image's faces (both methods) and the picture with them over the faces."""
+    image = load_image(data, name)
+    found = explain_faces(_explainer, image, [f.box for f in _faces], [f.index for f in _faces], METHODS)
+    return {"found": found, "annotated": display_copy(heat_picture(image, found, _explainer.preprocess), _faces)}
 
 
 def images_tab(files, selection: Selection) -> None:
@@ -49,8 +59,14 @@ def images_tab(files, selection: Selection) -> None:
         st.caption("JPEG, PNG, BMP, WebP, GIF or TIFF; as many as you like.")
         return
     pipeline = get_pipeline(selection)
+    why = st.toggle("Why?", key="upload.why", help="Per face: the crop the model saw, where the evidence for its "
+                    "label lies (heat maps) and the probability of every class.")
     results = [analyse_image(f.getvalue(), f.name, selection.model_key, selection.threshold,
                              selection.crops, pipeline) for f in files]
+    explainer = get_explainer(selection) if why else None
+    explained = [explain_image(f.getvalue(), f.name, selection.model_key, selection.threshold, selection.crops,
+                               explainer, res["faces"]) if explainer and res.get("faces") else None
+                 for f, res in zip(files, results)]
     rows = [r for res in results for r in res["rows"]]
     if rows:
         table = pd.DataFrame(rows)
@@ -63,10 +79,14 @@ def images_tab(files, selection: Selection) -> None:
             if res["error"]:
                 show_error(res["error"])
                 continue
-            st.image(res["annotated"], caption=res["name"])
+            st.image(explained[i]["annotated"] if explained[i] else res["annotated"], caption=res["name"])
             if not res["rows"]:
                 st.warning(f"{res['name']}: no face found. Grin finds faces seen from the front, "
                            "not too small in the picture.", icon=":material/face_retouching_off:")
+    for i, (res, why_res) in enumerate(zip(results, explained)):
+        if why_res:
+            st.markdown(f"**Why: {res['name']}**")
+            show_why(why_res["found"], res["faces"], key=f"why-{i + 1}")
 
 
 def video_tab(file, selection: Selection) -> None:

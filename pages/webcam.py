@@ -7,13 +7,16 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from core.detect import LIVE_DETECTOR
+from core.draw import draw_faces
+from core.explain import METHODS, explain_faces, heat_picture
 from core.imageio import encode_png
 from core.rtc import rtc_configuration
 from core.stream import FrameProcessor, StreamConfig, StreamStats
 from core.tasks import Task
-from pages.common import get_pipeline, show_error, sidebar
+from pages.common import Selection, get_explainer, get_pipeline, show_error, show_why, sidebar
 
 REFRESH_S = 1.0
+LIVE_WHY_EVERY_S = 0.5           # live heat maps: at most two explained frames a second
 
 
 def get_processor(pipeline) -> FrameProcessor:
@@ -55,7 +58,43 @@ def show_history(s: StreamStats, task: Task) -> None:
                       color=["#%02x%02x%02x" % c for c in task.colors])
 
 
-def show_snapshot(s: StreamStats) -> None:
+def explain_frame(selection: Selection, frame, faces, key: str) -> None:
+    """The frame with heat maps over its faces, and per face the crop, heat maps and probabilities
+    (computed here, in the page's thread, once per `key`; kept in the session)."""
+    explainer = get_explainer(selection)
+    if explainer is None:
+        return
+    store, kind = st.session_state.setdefault("webcam.why", {}), key.split("-")[0]   # "frame" or "snapshot"
+    if store.get(kind, ("",))[0] != key:
+        found = explain_faces(explainer, frame, [f.box for f in faces], [f.index for f in faces], METHODS)
+        store[kind] = (key, found, draw_faces(heat_picture(frame, found, explainer.preprocess), list(faces)))
+    _, found, picture = store[kind]
+    st.image(picture, caption="Heat maps over the faces (Grad-CAM)")
+    show_why(found, list(faces), key=f"why-{kind}")
+
+
+def show_explain_button(s: StreamStats, selection: Selection) -> None:
+    if st.button("Explain this frame", key="webcam.explain", icon=":material/psychology_alt:"):
+        if s.latest is None:
+            st.session_state.pop("webcam.frame", None)
+            st.info("No frame yet: press START first.")
+        else:
+            st.session_state["webcam.frame"] = s.latest
+    latest = st.session_state.get("webcam.frame")
+    if latest is not None:
+        if not latest.faces:
+            st.warning("No face in that frame.", icon=":material/face_retouching_off:")
+        else:
+            explain_frame(selection, latest.clean, latest.faces, f"frame-{latest.number}")
+
+
+def show_live_why(s: StreamStats) -> None:
+    """The latest live heat maps (the video shows them over the faces)."""
+    if s.why is not None and s.class_names == s.why.faces[0].task.class_names:
+        show_why(list(s.why.found), list(s.why.faces), key="why-live")
+
+
+def show_snapshot(s: StreamStats, selection: Selection) -> None:
     if s.snapshot is None:
         st.caption("Smile shutter: hold a smile for a second and a picture appears here.")
         return
@@ -70,6 +109,8 @@ def show_snapshot(s: StreamStats) -> None:
         cache[key] = encode_png(image)
     st.download_button("Download the snapshot", cache[key], file_name=f"grin-snapshot-{snap.number}.png",
                        mime="image/png", on_click="ignore", icon=":material/download:")
+    if snap.faces and st.toggle("Why?", key="webcam.snapshot_why", help="Where the evidence for each label lies"):
+        explain_frame(selection, snap.clean, snap.faces, f"snapshot-{snap.number}")
 
 
 st.title("Webcam")
@@ -104,8 +145,14 @@ def live_panel() -> None:
     s = processor.stats()
     show_stats(s)
     show_history(s, selection.task)
-    show_snapshot(s)
+    show_explain_button(s, selection)
+    show_live_why(s)
+    show_snapshot(s, selection)
 
 
 with side:
+    live_why = st.toggle("Live heat maps", key="webcam.live_why",
+                         help=f"Grad-CAM over the faces in the video, for at most {1 / LIVE_WHY_EVERY_S:.0f} frames a "
+                              "second (costs a few milliseconds each)")
+    processor.set_explainer(get_explainer(selection) if live_why else None, LIVE_WHY_EVERY_S)
     live_panel()

@@ -235,3 +235,32 @@ def test_bench_times_both_methods(smile_classifier):
         for kind in ("one_face", "four_faces"):
             assert 0 < r["ms_per_face"][f"{name}/{kind}"]["median"] < 1000
     assert "grad-cam" in explain_summary(r) and r["occlusion_masks"] == 16
+
+
+def test_the_explorers_mistakes_get_heat_maps(smile_explainer, tmp_path, monkeypatch):
+    """On a small real GENKI-4K copy, with a threshold that makes every no-smile face a mistake."""
+    from tiny_dataset import GENKI, make_mini_genki
+    from training import explore
+
+    if not GENKI.is_dir():
+        pytest.skip(f"GENKI-4K is not at {GENKI}")
+    monkeypatch.setenv("GRIN_CACHE", str(tmp_path / "cache"))
+    view = explore.load_view(make_mini_genki(tmp_path / "genki", per_class=20), "smile")
+    rows = explore.model_mistakes(view, smile_explainer.classifier.folder, threshold=0.0).rows
+    assert len(rows) and set(rows["predicted"]) == {"smile"}
+    images = explore.mistake_heatmaps(view, smile_explainer, rows)
+    assert len(images) == len(rows)
+    changes = []
+    for image, i in zip(images, rows["index"]):
+        assert image.shape == (128, 128, 3)
+        changes.append(np.abs(image.astype(int) - cv2_resize_nearest(explore.crop_image(view, i), 128)).mean())
+    # a no-smile face forced to "smile" may hold no evidence for it at all (an empty map: the plain crop)
+    assert max(changes) > 3 and all(c == 0 or c > 1 for c in changes), f"mean change per mistake: {changes}"
+    occlusion = explore.mistake_heatmaps(view, smile_explainer, rows.head(2), "occlusion")
+    assert len(occlusion) == 2 and not np.array_equal(occlusion[0], images[0])
+
+
+def cv2_resize_nearest(rgb: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_NEAREST)

@@ -244,15 +244,32 @@ def test_predictions(view: DatasetView, model_dir: str | Path) -> tuple[np.ndarr
     mask = test_mask(assign_splits(view.dataset, split), "test") & view.table["readable"].to_numpy()
     index = np.flatnonzero(mask)
     clf = Classifier(model_dir, warm_up=False)
-    crops = view.crops[index]
-    if clf.preprocess != _view_preprocess(view):   # a model trained at another face size or contrast: its own crops
-        part = replace(view.dataset, samples=[view.dataset.samples[i] for i in index])
-        crops = extract_faces(part, clf.preprocess, "auto").x
-    probs = clf.predict(crops)
+    probs = clf.predict(model_crops(view, clf.preprocess, index))
     buf = io.BytesIO()
     np.savez(buf, index=index, probs=probs)
     write_bytes_atomic(path, buf.getvalue())
     return index, probs
+
+
+def model_crops(view: DatasetView, pp, index: np.ndarray) -> np.ndarray:
+    """The crops a model with preprocessing `pp` sees for the samples `index`: the view's own, or for a
+    model trained at another face size or contrast, cut anew."""
+    if pp == _view_preprocess(view):
+        return view.crops[index]
+    part = replace(view.dataset, samples=[view.dataset.samples[i] for i in index])
+    return extract_faces(part, pp, "auto").x
+
+
+def mistake_heatmaps(view: DatasetView, explainer, rows: pd.DataFrame, method: str = "grad-cam",
+                     side: int = 128) -> list[np.ndarray]:
+    """For each mistake (rows of Mistakes.rows), the crop the model saw under the heat map of the class it
+    wrongly gave (RGB, `side` px): what the model looked at when it got the face wrong."""
+    from core.explain import overlay
+
+    task = view.dataset.task
+    crops = model_crops(view, explainer.preprocess, rows["index"].to_numpy())
+    targets = [task.display_names.index(p) for p in rows["predicted"]]
+    return [overlay(c, e.heat, side) for c, e in zip(crops, explainer.explain(crops, targets, method))]
 
 
 def model_mistakes(view: DatasetView, model_dir: str | Path, threshold: float | None = None) -> Mistakes:
