@@ -33,6 +33,7 @@ class ModelMeta:
     tta_flip: bool = True
     tta_crops: list[list[float]] = field(default_factory=list)  # extra views: [y1, x1, y2, x2] in 0..1
     threshold: float = 0.5
+    class_bias: list[float] = field(default_factory=list)   # prior correction: added to log-probabilities
     metrics: dict = field(default_factory=dict)
     command: str = ""
     created: str = ""
@@ -71,10 +72,22 @@ class ModelMeta:
         if pp.color_mode != task.color_mode or not MIN_INPUT <= pp.input_size <= MAX_INPUT:
             raise ModelError(f"model input {pp.input_size}px {pp.color_mode} does not fit task '{task.name}' "
                              f"({task.color_mode} faces of {MIN_INPUT} to {MAX_INPUT}px)")
+        if self.class_bias and len(self.class_bias) != len(task.class_names):
+            raise ModelError(f"model class_bias has {len(self.class_bias)} values for {len(task.class_names)} classes")
         if pp.equalize not in EQUALIZE:
             raise ModelError(f"model contrast normalisation '{pp.equalize}' is unknown to this Grin "
                              f"(it knows {', '.join(EQUALIZE)})")
         return task
+
+
+def apply_class_bias(probs: np.ndarray, bias: list[float] | np.ndarray | None) -> np.ndarray:
+    """Probabilities after a prior correction: `bias` added to their logarithms, then renormalised
+    (none: unchanged). It moves the decision between classes the network over- or under-calls."""
+    if bias is None or len(bias) == 0:
+        return probs
+    logits = np.log(np.maximum(probs, 1e-7)) + np.asarray(bias, np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 class Classifier:
@@ -158,7 +171,7 @@ class Classifier:
             return np.zeros((0, self.task.n_classes), np.float32)
         run = self._onnx or (lambda x: self._forward(x).numpy())
         out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
-        return np.concatenate(out)
+        return apply_class_bias(np.concatenate(out), self.meta.class_bias)
 
     @property
     def n_params(self) -> int:

@@ -89,3 +89,16 @@ def test_models_page_says_when_a_model_trained_on_its_validation_faces(page):
     expect(page.get_by_text("validation faces were part of this model's training (--fit-val)")).to_be_visible()
     label = page.locator('[data-testid="stSidebar"]').get_by_text(re.compile(r"test accuracy \d+\.\d\d%"))
     expect(label.first).to_be_visible()
+
+
+def test_models_page_compares_the_suites_figures(page, screenshot):
+    """The bundled models' generalisation figures: a table with one column per chosen model, each model's
+    worst case, and a grouped bar chart."""
+    goto_page(page, "models")
+    assert_no_exception(page)
+    section = page.get_by_text("Faces it never trained on")
+    section.scroll_into_view_if_needed()
+    expect(section).to_be_visible()
+    expect(page.get_by_text(re.compile(r"worst balanced accuracy \d+\.\d%")).first).to_be_visible()
+    expect(page.locator(".st-key-gen\\.chart .js-plotly-plot, [data-testid='stPlotlyChart']").first).to_be_visible()
+    screenshot(page, "models-generalisation")

@@ -1,0 +1,65 @@
+"""The prior correction: offsets on log-probabilities, fitted for the worst of several collections, saved in a
+model's metadata and applied by every prediction of the real bundled expression model."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from core.model import Classifier, ModelError, apply_class_bias
+from tests.conftest import EXPRESSIONS, REPO, need
+from training.prior import balanced_accuracy, fit_bias, objective
+
+
+def test_apply_class_bias_renormalises_and_moves_the_decision():
+    p = np.array([[0.5, 0.3, 0.2], [0.2, 0.7, 0.1]], np.float32)
+    assert apply_class_bias(p, []) is p
+    q = apply_class_bias(p, [0.0, np.log(2.0), 0.0])
+    assert np.allclose(q.sum(axis=1), 1)
+    assert np.allclose(q[0], np.array([0.5, 0.6, 0.2]) / 1.3, atol=1e-5)   # p * exp(bias), renormalised
+    assert q[0].argmax() == 1 and q[1].argmax() == 1
+
+
+def test_fit_bias_mends_an_over_called_class_on_the_worse_collection():
+    rng = np.random.default_rng(0)
+    # collection A: balanced and well classified; collection B: its class-1 faces are called class 0
+    ya = np.repeat([0, 1, 2], 100)
+    pa = np.eye(3)[ya] * 0.6 + rng.uniform(0, 0.2, (300, 3))
+    yb = np.repeat([0, 1], 100)
+    pb = np.eye(3)[yb] * 0.5 + rng.uniform(0, 0.2, (200, 3))
+    pb[yb == 1, 0] += 0.6                                    # over-called: class 0 wins most class-1 faces
+    sets = [(pa / pa.sum(1, keepdims=True), ya), (pb / pb.sum(1, keepdims=True), yb)]
+    logs = [(np.log(p), y) for p, y in sets]
+    before = objective(logs, np.zeros(3))
+    bias = fit_bias(sets, 3)
+    after = objective(logs, bias)
+    assert after[0] > before[0] + 0.2                         # the worst collection rises a lot
+    assert bias[1] - bias[0] > 0                              # by favouring class 1 against class 0
+    assert balanced_accuracy(ya, np.argmax(logs[0][0] + bias, 1)) > 0.9   # without breaking the good one
+
+
+def test_the_bundled_model_applies_its_metadata_class_bias(tmp_path):
+    face = cv2.cvtColor(cv2.imread(str(need(EXPRESSIONS / "neutral.jpg"))), cv2.COLOR_BGR2RGB)
+    folder = tmp_path / "expression"
+    shutil.copytree(REPO / "models" / "expression", folder)
+    meta_path = folder / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["class_bias"] = []
+    meta_path.write_text(json.dumps(meta))
+    from core.pipeline import Pipeline
+
+    plain = Pipeline(Classifier(folder))(face, thorough=True)[0]
+    bias = [0.0] * 7
+    bias[plain.index] = -3.0                                  # talk the model out of its own answer
+    meta["class_bias"] = bias
+    meta_path.write_text(json.dumps(meta))
+    moved = Pipeline(Classifier(folder))(face, thorough=True)[0]
+    assert moved.index != plain.index
+    assert np.allclose(moved.probs, apply_class_bias(plain.probs[None], bias)[0], atol=1e-4)
+    meta["class_bias"] = [0.5, 0.1]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="class_bias has 2 values for 7 classes"):
+        Classifier(folder, warm_up=False)
