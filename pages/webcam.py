@@ -64,7 +64,11 @@ def explain_frame(selection: Selection, frame, faces, key: str) -> None:
     explainer = get_explainer(selection)
     if explainer is None:
         return
+    if faces[0].task != selection.task:
+        st.info("That frame was labelled for another task: explain a new one.")
+        return
     store, kind = st.session_state.setdefault("webcam.why", {}), key.split("-")[0]   # "frame" or "snapshot"
+    key = f"{key}-{selection.model_key}"
     if store.get(kind, ("",))[0] != key:
         found = explain_faces(explainer, frame, [f.box for f in faces], [f.index for f in faces], METHODS)
         store[kind] = (key, found, draw_faces(heat_picture(frame, found, explainer.preprocess), list(faces)))
