@@ -206,3 +206,15 @@ def test_training_tight_framing_is_the_suites_tight_condition(photo_and_box):
     tight, _ = make_tight_cropper(0.5, 64, seed=1)(batch, tf.zeros([64, 2]))
     changed = np.abs(tight.numpy() - face).mean(axis=(1, 2, 3)) > 1
     assert 16 < changed.sum() < 48                          # about half the faces framed tighter
+
+
+def test_condition_checks_of_a_large_collection_read_an_even_subset():
+    from bench.generalisation import MAX_CONDITION_FACES, Collection, condition_subset
+
+    y = np.arange(3589) % 7
+    col = Collection("c", "d", "test", y, lambda i: np.full((4, 4), i % 256, np.uint8), True, "k", "fer2013")
+    sub = condition_subset(col)
+    assert sub.every == 3 and len(sub.labels) == 1197 <= MAX_CONDITION_FACES
+    assert (sub.labels == y[::3]).all() and sub.load(5)[0, 0] == 15 and sub.key != col.key
+    small = condition_subset(Collection("g", "d", "test", y[:599], col.load, False, "k2", "genki4k"))
+    assert small.every == 1 and len(small.labels) == 599 and small.key == "k2"
