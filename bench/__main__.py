@@ -20,8 +20,10 @@ from core.detect import LIVE_DETECTOR, DetectorConfig, FaceDetector
 from core.fileio import write_json_atomic
 from core.model import Classifier, ModelError, ModelMeta
 from core.pipeline import Pipeline
+from core.portable import portable_path
 from core.preprocess import crop_faces
 from core.registry import models_root
+from core.runtime import quiet_command
 from core.tasks import TASKS
 
 TARGET_MS = 15.0                 # median per 640x480 one-face frame on the 2-core reference machine
@@ -80,11 +82,11 @@ def run_benchmark(model: str | Path, media: str | Path, iterations: int = 200, m
     one = pipeline_ms["one_face"]["median"]
     return {
         "machine": machine_info(),
-        "model": {"path": str(model), "task": clf.task.name, "arch": clf.meta.arch, "n_params": clf.n_params,
+        "model": {"path": portable_path(model), "task": clf.task.name, "arch": clf.meta.arch, "n_params": clf.n_params,
                   "input": list(clf.preprocess.input_shape), "tta_flip": clf.meta.tta_flip,
                   "tta_crops": len(clf.crops), "model_runs_per_face": clf.n_views},
         "detector": det.config.to_dict(),
-        "settings": {"iterations": iterations, "min_seconds": min_seconds, "media": str(media),
+        "settings": {"iterations": iterations, "min_seconds": min_seconds, "media": portable_path(media),
                      "frame": "640x480"},
         "faces_expected": EXPECTED_FACES,
         "faces_found": faces_found,
@@ -150,6 +152,7 @@ def detector_config(settings: list[str]) -> DetectorConfig:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--json", required=True, help="write the figures here")
     p.add_argument("--task", choices=sorted(TASKS), help="task (default: the model's, else smile)")
@@ -164,6 +167,7 @@ def main(argv=None) -> int:
     p.add_argument("--genki", help="GENKI-4K folder: the sweep adds each setting's face-found rate (minutes)")
     p.add_argument("--explain", action="store_true",
                    help="also time the explanations: ms per face for Grad-CAM and occlusion (see bench/explain_speed.py)")
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.min_seconds < 0:
         print("error: --iterations must be at least 1 and --min-seconds at least 0", file=sys.stderr)

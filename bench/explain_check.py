@@ -18,6 +18,7 @@ import numpy as np
 
 from core.fileio import write_json_atomic
 from core.model import ModelError, ModelMeta
+from core.portable import portable_command, portable_path
 from core.registry import models_root
 
 BOOTSTRAP = 2000
@@ -121,9 +122,9 @@ def run_check(model: Path, data: Path, seed: int = 0) -> dict:
         "share_of_smiles_above_uniform": round(float((cam_s > MOUTH[1] - MOUTH[0]).mean()), 4),
         "mouth_region": "lower third of the face crop", "layer": explainer.layer.name,
         "grad_cam_resolution": list(explainer.resolution), "occlusion_masks": int(len(explainer.masks)),
-        "model": str(model), "data": str(data), "split": "test", "n_test_faces": int(len(y)),
+        "model": portable_path(model), "data": portable_path(data), "split": "test", "n_test_faces": int(len(y)),
         "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
-        "command": "python -m bench.explain_check " + " ".join(sys.argv[1:]),
+        "command": portable_command(["python", "-m", "bench.explain_check", *sys.argv[1:]]),
     }
 
 

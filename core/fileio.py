@@ -36,6 +36,15 @@ def append_jsonl(path: str | os.PathLike, obj) -> None:
         os.fsync(f.fileno())
 
 
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON file's object, or {} when the file is missing or not (yet) valid JSON."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """All complete lines of a JSON-lines file (a torn last line is skipped)."""
     rows = []

@@ -18,6 +18,7 @@ from core.imageio import ImageError, encode_png, load_image
 from core.model import Classifier, ModelError, ModelMeta
 from core.pipeline import Face, Pipeline
 from core.registry import models_root
+from core.runtime import quiet_command
 from core.tasks import TASKS
 
 
@@ -122,6 +123,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "here, and add each face's `explanation` (the file, the share of the map on the mouth) to the JSON")
     p.add_argument("--explain-method", choices=("grad-cam", "occlusion"), default="grad-cam",
                    help="how the heat map is made (default: %(default)s)")
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     return p.parse_args(argv)
 
 
@@ -153,6 +155,7 @@ def _explainer(pipeline: Pipeline, args: argparse.Namespace) -> tuple | None:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     args = parse_args(argv)
     annotate = None
     if args.annotate:

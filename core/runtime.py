@@ -1,12 +1,83 @@
 """Lazy TensorFlow import with quiet logs and GPU memory growth: import only when a model is needed."""
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
 import os
 import sys
+import tempfile
 import threading
+import warnings
 
 _lock = threading.Lock()
 _tf = None
+_quiet = False
+
+
+def quiet(verbose: bool = False) -> None:
+    """For a command line, before TensorFlow is imported: hide TensorFlow's C++ and absl logs, CUDA
+    probing and Python warnings, so that only the command's own lines are printed; `verbose` keeps them."""
+    global _quiet
+    if verbose or _quiet:
+        return
+    _quiet = True
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    warnings.simplefilter("ignore")
+    for name in ("tensorflow", "absl", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def quiet_command(argv: list[str] | None = None) -> None:
+    """quiet() as the first line of a command's main, before its parser is built (building one may import
+    Keras): `--verbose` among the arguments keeps the logs."""
+    quiet("--verbose" in (sys.argv[1:] if argv is None else argv))
+
+
+class _QuietTensorFlowImport:
+    """Import finder: whoever imports TensorFlow first (Keras, say), it runs with native stderr held back,
+    where TensorFlow logs before absl starts (CUDA probing, CPU features)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                with _native_stderr_hidden():
+                    run(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden():
+    """While quiet: what C++ code writes to file descriptor 2 is kept aside, and shown only if the block
+    fails (so an import error still says why)."""
+    if not _quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def tensorflow():
@@ -17,13 +88,17 @@ def tensorflow():
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
             _import_before_tensorflow()
-            import tensorflow as tf
+            with _native_stderr_hidden():   # import and CUDA probing: where TensorFlow logs before absl starts
+                import keras  # noqa: F401  (imports tensorflow; its own logs come at import too)
+                import tensorflow as tf
 
-            for gpu in tf.config.list_physical_devices("GPU"):
-                try:
-                    tf.config.experimental.set_memory_growth(gpu, True)
-                except RuntimeError:  # already initialised
-                    pass
+                for gpu in tf.config.list_physical_devices("GPU"):
+                    try:
+                        tf.config.experimental.set_memory_growth(gpu, True)
+                    except RuntimeError:  # already initialised
+                        pass
+            if _quiet:
+                tf.get_logger().setLevel(logging.ERROR)
             _tf = tf
     return _tf
 
@@ -69,3 +144,8 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 def gpu_count() -> int:
     return len(tensorflow().config.list_physical_devices("GPU"))
+
+
+def machine_summary() -> dict:
+    """What a model card says of the machine that trained a model: CPU model, cores, GPUs."""
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "gpus": gpu_count()}

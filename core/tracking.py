@@ -1,23 +1,16 @@
-"""Following faces from frame to frame: boxes matched by IoU, probabilities smoothed per face so
-labels do not flicker, and the detector run only when needed (boxes are reused in between)."""
+"""Following faces from frame to frame: boxes matched by IoU, probabilities smoothed per face and
+labels held against flicker, and a detection schedule that uses time: the whole frame is searched
+now and then, and in between only around each tracked face (settings in DetectorConfig)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from core.detect import Box
+from core.detect import Box, iou
 from core.pipeline import Face, Pipeline, decide
 
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+__all__ = ["FaceFollower", "FaceTracker", "TrackedFace", "TrackingConfig", "Track", "iou"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +20,10 @@ class TrackingConfig:
     box_smoothing: float = 0.4   # weight of the past for box corners when the detector runs again
     min_iou: float = 0.3         # a new box continues a track when they overlap at least this much
     max_missed: int = 2          # detections a face may be missed and still be shown at its last box
-    detect_every: int = 3        # run the detector at least every k-th frame (1: every frame)
-    max_motion: float = 12.0     # mean grey-level change (0-255) inside the faces that forces a detection
+    # Label hysteresis (tasks of more than two classes): the shown label changes to a new top class
+    # at once when it leads the shown class by `label_margin`, else after it is top `label_frames` frames in a row.
+    label_margin: float = 0.15
+    label_frames: int = 8
 
 
 @dataclass
@@ -38,6 +33,20 @@ class Track:
     probs: np.ndarray            # smoothed probabilities
     hits: int = 1                # frames this face was seen
     missed: int = 0              # detections in a row that did not find it
+    shown: int = -1              # the class shown (label hysteresis); -1: none yet
+    challenger: int = -1         # another top class, and for how many frames in a row it has been top
+    challenged: int = 0
+
+    def hold_label(self, top: int, config: TrackingConfig) -> int:
+        """The class to show, given this frame's top class of the smoothed probabilities."""
+        if self.shown < 0 or top == self.shown:
+            self.shown, self.challenger, self.challenged = top, -1, 0
+            return self.shown
+        self.challenged = self.challenged + 1 if top == self.challenger else 1
+        self.challenger = top
+        if self.probs[top] - self.probs[self.shown] >= config.label_margin or self.challenged >= config.label_frames:
+            self.shown, self.challenger, self.challenged = top, -1, 0
+        return self.shown
 
 
 class FaceTracker:
@@ -114,23 +123,26 @@ class TrackedFace:
 
 @dataclass
 class FaceFollower:
-    """A pipeline over a stream of frames: labelled, smoothed faces for each frame. The detector runs
-    every `detect_every` frames, when the faces move, or when a face was lost; boxes are reused between."""
+    """A pipeline over a stream of frames: labelled, smoothed faces for each frame, found on the
+    detection schedule of the pipeline's DetectorConfig (`full_every`, `idle_every`, `roi_*`)."""
 
     pipeline: Pipeline
     config: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self):
         self.tracker = FaceTracker(self.config)
-        self._since_detect = 0
-        self._reference: np.ndarray | None = None   # small grey copy of the last detected frame
+        self._since_fine = 0
         self._last_t: float | None = None
-        self.detected = False                          # whether the last frame ran the detector
+        self.search = ""      # how the last frame was searched: "fine", "coarse" (whole frame) or "near"
+
+    @property
+    def detected(self) -> bool:
+        """Whether the last frame was searched whole."""
+        return self.search in ("fine", "coarse")
 
     def reset(self) -> None:
         self.tracker.reset()
-        self._since_detect = 0
-        self._reference = None
+        self._since_fine = 0
         self._last_t = None
 
     @property
@@ -138,48 +150,47 @@ class FaceFollower:
         p = self.pipeline
         return p.classifier.meta.threshold if p.threshold is None else p.threshold
 
+    def find(self, image: np.ndarray) -> list[Box]:
+        """This frame's face boxes, searched as the schedule says (sets `search`)."""
+        det = self.pipeline.detector
+        cfg, tracks = det.config, self.tracker.tracks
+        due = self._since_fine + 1 >= (cfg.full_every if tracks else cfg.idle_every)
+        near: list[Box] = []
+        if tracks and not due:
+            found = [det.search_near(image, t.box) for t in tracks]
+            near = _distinct([b for b in found if b is not None])
+            # a face just lost (not one already coasting): search the whole frame for it
+            due = any(b is None and not t.missed for b, t in zip(found, tracks))
+            self.search = "near"
+        if due:
+            self.search, self._since_fine = "fine", 0
+            return _distinct(near + det.detect_fine(image))
+        self._since_fine += 1
+        if not tracks:
+            self.search = "coarse"
+            return det.detect(image)
+        return near
+
     def __call__(self, image: np.ndarray, t: float | None = None) -> list[TrackedFace]:
         """Labelled faces of the next frame; `t`: its time in seconds, if known."""
         dt = None if t is None or self._last_t is None else t - self._last_t
         self._last_t = t
-        small = _small_gray(image)
-        tracks = self.tracker.tracks
-        self.detected = (not tracks or any(t.missed for t in tracks)
-                         or self._since_detect + 1 >= self.config.detect_every
-                         or self._motion(small, image.shape) > self.config.max_motion)
-        if self.detected:
-            found = self.pipeline.detector.detect(image)
-            boxes, fresh = self.tracker.coast(found), len(found)
-            self._reference, self._since_detect = small, 0
-        else:
-            boxes, fresh = [t.box for t in tracks], 0
-            self._since_detect += 1
+        found = self.find(image)
+        boxes, fresh = self.tracker.coast(found), len(found)
         faces = self.pipeline.classify(image, boxes)
         tracks = self.tracker.update(boxes, np.array([f.probs for f in faces]), fresh, dt)
         task = self.pipeline.task
         probs = np.array([t.probs for t in tracks]).reshape(len(tracks), task.n_classes)
         idx = decide(probs, task, self.threshold)
+        if not task.is_binary:
+            idx = [t.hold_label(int(i), self.config) for t, i in zip(tracks, idx)]
         return [TrackedFace(t.id, Face(t.box, p, int(i), task)) for t, p, i in zip(tracks, probs, idx)]
 
-    def _motion(self, small: np.ndarray, shape: tuple) -> float:
-        """Mean absolute grey-level change inside the current faces since the last detection."""
-        if self._reference is None or self._reference.shape != small.shape or not self.tracker.tracks:
-            return float("inf")
-        sy, sx = small.shape[0] / shape[0], small.shape[1] / shape[1]
-        worst = 0.0
-        for t in self.tracker.tracks:
-            x, y, w, h = t.box
-            ys = slice(max(0, int(y * sy)), max(1, int((y + h) * sy)))
-            xs = slice(max(0, int(x * sx)), max(1, int((x + w) * sx)))
-            a, b = small[ys, xs], self._reference[ys, xs]
-            if a.size:
-                worst = max(worst, float(np.mean(cv2.absdiff(a, b))))
-        return worst
 
-
-def _small_gray(image: np.ndarray, side: int = 96) -> np.ndarray:
-    """A small grey copy for cheap motion checks."""
-    h, w = image.shape[:2]
-    s = side / max(h, w)
-    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+def _distinct(boxes: list[Box], max_iou: float = 0.5) -> list[Box]:
+    """`boxes` without those overlapping an earlier one by more than `max_iou`."""
+    out: list[Box] = []
+    for b in boxes:
+        if all(iou(b, o) <= max_iou for o in out):
+            out.append(b)
+    return out

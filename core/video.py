@@ -141,7 +141,7 @@ def annotate_video(source: str | os.PathLike | bytes, out_path: str | os.PathLik
                    tracking: TrackingConfig | None = None, progress: Progress | None = None) -> VideoResult:
     """Write the annotated MP4 to `out_path`; per-frame face probabilities in the result's timeline."""
     limits = limits or VideoLimits()
-    follower = FaceFollower(pipeline, tracking or TrackingConfig(detect_every=2))
+    follower = FaceFollower(pipeline, tracking or TrackingConfig())
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with _open(source, name, limits) as container:

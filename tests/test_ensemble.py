@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.model import META_FILE, MODEL_FILE, Classifier
+from core.portable import portable_path
 from test_model import MODELS, copy_model
 from tiny_dataset import GENKI, make_mini_genki
 from training.config import ConfigError
@@ -37,7 +38,7 @@ def test_ensemble_averages_its_members(tmp_path, smile_classifier):
     np.testing.assert_allclose(ens.predict(x), (a + b) / 2, atol=1e-5)
     meta = json.loads((out / META_FILE).read_text())
     assert meta["arch"].startswith("ensemble of 2 x ") and meta["tta_crops"] == []
-    assert [m["folder"] for m in meta["extra"]["ensemble"]] == [str(MODELS / "smile"), str(other)]
+    assert [m["folder"] for m in meta["extra"]["ensemble"]] == ["models/smile", portable_path(other)]
     assert meta["command"].startswith("python -m training.ensemble --members")
     assert meta["preprocess"] == smile_classifier.meta.preprocess
 

@@ -113,7 +113,9 @@ def test_learning_curves_png_draws_train_and_validation():
 def test_model_card_has_hub_metadata_figures_and_command(tiny_run):
     from huggingface_hub import ModelCard
 
-    text = hub.model_card(tiny_run, "alice/grin-tiny")
+    from training.card import render_card
+
+    text = render_card(tiny_run)
     card = ModelCard(text)
     evaluation = json.loads((tiny_run / "eval.json").read_text())
     meta = ModelMeta.load(tiny_run)
@@ -121,23 +123,28 @@ def test_model_card_has_hub_metadata_figures_and_command(tiny_run):
     assert card.data.eval_results[0].metric_type == "accuracy"
     assert card.data.eval_results[0].metric_value == evaluation["accuracy"]
     assert meta.command and meta.command in text
-    assert f"{evaluation['accuracy']:.2%}" in text
+    assert f"| {100 * evaluation['accuracy']:.1f} % | {100 * evaluation['balanced_accuracy']:.1f} % |" in text
     assert f"]({hub.CURVES_FILE})" in text
+    assert "/tmp/" not in meta.command and "<elsewhere>/data" in meta.command   # no machine's path recorded
+    assert hub.push_files(tiny_run)["README.md"] == text.encode()
 
 
 def test_cards_say_how_an_equalised_models_crops_are_cut(tiny_run, tmp_path):
-    """A model trained with --equalize clahe: the hub card tells outside users, and `python -m training.card`
-    writes it into the card's first line; a plain model's cards say nothing of it."""
-    assert "CLAHE" not in hub.model_card(tiny_run, "alice/grin-tiny")
+    """A model trained with --equalize clahe: its card tells outside users, and `python -m training.card`
+    prints the same card; a plain model's card says nothing of it."""
+    from training.card import render_card
+
+    assert "CLAHE" not in render_card(tiny_run)
     folder = tmp_path / "clahe"
     shutil.copytree(tiny_run, folder)
     meta = json.loads((folder / "metadata.json").read_text())
     meta["preprocess"]["equalize"] = "clahe"
     (folder / "metadata.json").write_text(json.dumps(meta))
-    assert "contrast-equalised by OpenCV's CLAHE (clip limit 2.0, tiles of 8 px" in hub.model_card(folder, "a/b")
-    r = _run(["-m", "training.card", "--model", str(folder), "--out", str(tmp_path / "card.md")])
+    assert "contrast-equalised by OpenCV's CLAHE (clip limit 2.0, tiles of 8 px" in render_card(folder)
+    r = _run(["-m", "training.card", str(folder)])
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "face box widened x1.2, each crop contrast-equalised (CLAHE)." in (tmp_path / "card.md").read_text()
+    assert "Each box is widened x1.2, each crop contrast-equalised (CLAHE), cut square" in r.stdout
+    assert r.stdout == render_card(folder)
 
 
 def test_push_commits_every_file_with_the_token_and_never_prints_it(published, tiny_run, capsys, caplog):

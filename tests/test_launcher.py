@@ -125,7 +125,7 @@ def test_queue_order_stop_and_resume(tiny, tmp_path):
     assert epochs == list(range(1, 6)), epochs
     row = launcher.summary(long_run)
     assert row["state"] == "finished" and row["epochs"] == "5/5" and row["test acc"] is not None
-    assert "Epoch 5/5" in launcher.log_tail(long_run, 200)
+    assert "\nepoch 5/5: loss " in launcher.log_tail(long_run, 200)   # the command's own line per epoch
 
 
 def test_a_crashing_run_fails_alone_with_its_reason(tiny, tmp_path):

@@ -259,9 +259,9 @@ def test_fit_val_trains_on_the_validation_faces_and_keeps_the_last_epoch(finishe
     assert "val_accuracy" not in after["metrics"]
     assert after["threshold"] == 0.62
     assert all(r["val_in_training"] for r in Run(out).metrics())
-    card = render_card(out, {}, None, "")
-    assert "no validation figure; the last epoch (2) is kept" in card
-    assert "(training includes the validation faces)" in render_card(out, {}, None, "")
+    card = render_card(out)
+    assert "also trained on the validation faces (`--fit-val`), so it has no validation figure: the last epoch (2) " \
+           "is kept, with the decision threshold of its `--init` model" in card
 
 
 @pytest.mark.parametrize("args, reason", [

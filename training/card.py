@@ -1,145 +1,286 @@
-"""Model cards: a Markdown page describing a model folder from its metadata and measured figures."""
+"""Model cards in the Hugging Face form, generated from a model folder's JSON files so that no figure can
+drift from its source: `python -m training.card models/smile --write` (re)writes models/smile/README.md.
+
+One template serves the bundled models and `training.hub push`; every figure comes from metadata.json,
+generalisation.json (else the eval_*.json / eval.json files), bench.json, explain.json and metrics*.jsonl.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from core.model import ModelMeta
-from core.tasks import get_task
+from core.fileio import read_jsonl
+from core.model import META_FILE, MODEL_FILE, ModelMeta
+from core.tasks import Task, get_task
+from training.card_data import (CheckRow, check_rows, dataset_title, eval_label, lineage, machine_line, primary_eval,
+                                read_json, worst_line)
+from training.card_text import DATASET_TEXT, TASK_TEXT
+
+CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
 
 
-def _pct(v) -> str:
-    return f"{v:.2%}" if isinstance(v, (int, float)) else "n/a"
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f} %"
 
 
-def _eval_table(name: str, ev: dict) -> list[str]:
-    lines = [f"### {name}", "",
-             f"- images: {ev.get('n_images')}, faces found by the detector: {ev.get('n_faces_found', 'n/a')}",
-             f"- accuracy **{_pct(ev.get('accuracy'))}**, balanced accuracy {_pct(ev.get('balanced_accuracy'))}, "
-             f"macro F1 {ev.get('macro_f1', 'n/a')}" + (f", ROC AUC {ev['roc_auc']}" if ev.get("roc_auc") else ""),
-             f"- calibration: ECE {ev.get('reliability', {}).get('ece', 'n/a')}, "
-             f"NLL {ev.get('reliability', {}).get('nll', 'n/a')}, Brier {ev.get('reliability', {}).get('brier', 'n/a')}",
-             "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for cls, m in ev.get("per_class", {}).items():
-        lines.append(f"| {cls} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    cm, names = ev.get("confusion_matrix"), ev.get("class_names")
-    if cm and names:
-        lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
-                  "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        lines += [f"| **{n}** | " + " | ".join(str(v) for v in row) + " |" for n, row in zip(names, cm)]
-    return lines + [""]
+def front_matter(folder: Path, meta: ModelMeta, rows: list[CheckRow]) -> str:
+    """The YAML block the Hub reads: licence, library, tags, datasets and the model-index metrics."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    task = get_task(meta.task)
+    results = [EvalResult(task_type="image-classification", dataset_type=r.dataset_id, dataset_name=r.dataset,
+                          dataset_split=r.split, metric_type=metric, metric_name=f"{metric} ({r.name})",
+                          metric_value=value)
+               for r in rows if r.in_index for metric, value in (("accuracy", r.accuracy),
+                                                                 ("balanced_accuracy", r.balanced_accuracy))]
+    datasets = sorted({r.dataset_id for r in rows if r.dataset_id in ("genki4k", "fer2013")})
+    data = ModelCardData(license="other", library_name="keras", pipeline_tag="image-classification",
+                         tags=["grin", "keras", "face", f"{task.name}-recognition", "opencv"],
+                         datasets=datasets or None, metrics=["accuracy", "balanced_accuracy"],
+                         model_name=f"grin-{folder.name}", eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
-def _ensemble_lines(meta: ModelMeta) -> list[str]:
-    """What an ensemble is made of and how it was chosen (validation only)."""
-    lines = ["- the mean of the probabilities of these members, each trained by `python -m training.train`:"]
-    for i, m in enumerate(meta.extra["ensemble"], 1):
-        acc = m.get("metrics", {}).get("val_accuracy")
-        lines.append(f"  {i}. `{m['arch']}`, {m.get('n_params') or 0:,} parameters, validation accuracy "
-                     f"{_pct(acc)} (no test-time views) at epoch {m.get('metrics', {}).get('epoch')}; "
-                     f"command `{m['command']}`")
-    rows = meta.extra.get("validation", [])
-    if rows:
-        lines += ["- validation accuracy with the shipped test-time views (how the ensemble and its views were "
-                  "chosen; the test splits played no part):"]
-        lines += [f"  - {r['model']}{' with its crops' if r['crops'] else ''}: {_pct(r['val_accuracy'])} "
-                  f"(balanced {_pct(r['val_balanced_accuracy'])})" for r in rows]
+def _intro(folder: Path, meta: ModelMeta, task: Task) -> list[str]:
+    pp = meta.preprocess
+    from bench.ship_rules import model_size_mb
+
+    mb = model_size_mb(folder)
+    return [f"# Grin {task.title.lower()} model", "",
+            f"A Keras CNN (`{meta.arch}`, {meta.extra.get('n_params', 0):,} parameters, {mb:.1f} MB) that labels a "
+            f"face {'as ' + ' or '.join(task.display_names) if task.is_binary else 'with one of ' + str(task.n_classes) + ' expressions: ' + ', '.join(task.display_names)}. "
+            f"It sees {pp['input_size']}x{pp['input_size']} {pp['color_mode']} face crops found by OpenCV's Haar "
+            "detector, and is part of Grin, an open-source smile and expression recognition studio.", ""]
+
+
+def _use(meta: ModelMeta, task: Task, folder: Path) -> list[str]:
+    text = TASK_TEXT.get(task.name, TASK_TEXT["default"])
+    pp = meta.preprocess
+    return ["## Intended use", "", text["intended"], "", "## Out-of-scope use", "", text["out_of_scope"], "",
+            "## How to use", "",
+            f"- **The app**: `streamlit run app.py`, then the Webcam or Upload page, with this model chosen in the "
+            f"sidebar (a pulled model: `python -m training.hub pull OWNER/NAME` first).",
+            f"- **Command line**: `python -m core.predict photo.jpg --model models/{folder.name}` prints each face's "
+            "box, label and probabilities (`--json` for JSON).",
+            "- **Python**, in the Grin repository:", "",
+            "```python", "from core.imageio import load_image; from core.model import Classifier; from core.pipeline import Pipeline",
+            f"pipeline = Pipeline(Classifier(\"models/{folder.name}\"))",
+            "for face in pipeline(load_image(\"photo.jpg\"), thorough=True): print(face.box, face.label, round(face.score, 3))",
+            "```", "",
+            f"Outside Grin, `keras.saving.load_model(\"{MODEL_FILE}\", safe_mode=True)` takes "
+            f"{pp['input_size']}x{pp['input_size']} uint8 {pp['color_mode']} crops{_equalize_use(meta)} as float32 "
+            f"(0-255) and outputs probabilities for {', '.join(task.class_names)}; `{META_FILE}` holds the framing "
+            "and the threshold.", ""]
+
+
+def _data(meta: ModelMeta, task: Task) -> list[str]:
+    d, pp = meta.extra.get("data", {}), meta.preprocess
+    extra = d.get("extra_training") or {}
+    sizes = d.get("split_sizes", {})
+    lines = ["## Training data and preprocessing", "",
+             f"- **{dataset_title(d.get('dataset'))}**: {d.get('n_samples', 'n/a'):,} images; "
+             + DATASET_TEXT.get(d.get("dataset"), {}).get("about", "the images given to `--data`.")]
+    for root, n in extra.items():
+        lines.append(f"- **{dataset_title(root)}** (`--extra-data`): {n:,} training faces; "
+                     + DATASET_TEXT.get(root.strip("<>"), {}).get("as_extra", "more training images."))
+    split = meta.extra.get("split", {})
+    lines += [f"- Split: {sizes.get('train', 0):,} training, {sizes.get('val', 0):,} validation, "
+              f"{sizes.get('test', 0):,} test faces (seed {split.get('seed', 'n/a')}, stratified, exact duplicates "
+              "on one side, official test splits kept)"
+              + (_fit_val_note(meta, task) if meta.metrics.get("fit_val") else "."),
+              f"- Faces: {_faces_note(d)} Each box is widened x{pp['widen']}{_equalize_note(meta)}, cut square and "
+              f"resized to {pp['input_size']} px {pp['color_mode']}.",
+              f"- At test time: {_views(meta)}; "
+              + (f"a face is called *{task.display_names[1]}* above probability {meta.threshold:.2f}." if task.is_binary
+                 else "the most probable class wins."), ""]
     return lines
 
 
-def _selection_line(meta: ModelMeta) -> str:
-    if meta.extra.get("ensemble"):
-        return "\n".join(_ensemble_lines(meta))
-    swa = meta.extra.get("swa")
-    if meta.metrics.get("swa") and swa:
-        return (f"- weights: the mean of epochs {min(swa['epochs'])}-{max(swa['epochs'])} (SWA, batch-norm "
-                f"statistics recomputed), validation accuracy {_pct(swa['val_accuracy'])} against "
-                f"{_pct(swa['best_single_epoch_val_accuracy'])} for the best single epoch")
-    if meta.metrics.get("fit_val"):
-        return (f"- a final model: trained on the training and validation faces (`--fit-val`), so there is no "
-                f"validation figure; the last epoch ({meta.metrics.get('epoch')}) is kept"
-                + (f" and the decision threshold {meta.threshold:.2f} comes from the `--init` model"
-                   if len(meta.class_names) == 2 else ""))
-    return f"- best validation accuracy {_pct(meta.metrics.get('val_accuracy'))} at epoch {meta.metrics.get('epoch')}"
+def _fit_val_note(meta: ModelMeta, task: Task) -> str:
+    return ("; this final model also trained on the validation faces (`--fit-val`), so it has no validation figure: "
+            f"the last epoch ({meta.metrics.get('epoch')}) is kept"
+            + (", with the decision threshold of its `--init` model." if task.is_binary else "."))
 
 
-def _views_line(meta: ModelMeta) -> str:
-    crops = len(meta.tta_crops)
-    text = "flip averaging" if meta.tta_flip else "none"
-    if crops:
-        text = (f"the face and {crops} corner crops (90 %)" + (", each also mirrored" if meta.tta_flip else "")
-                + f": {(1 + crops) * (2 if meta.tta_flip else 1)} network runs per face, averaged")
-    return text
+def _faces_note(d: dict) -> str:
+    found, whole = d.get("faces_detected", 0), d.get("faces_fallback", 0)
+    if not found:
+        return "every image is already a face crop, taken whole."
+    return f"the detector found {found:,}; {whole:,} images were taken whole (no face found, or already cropped)."
 
 
-def render_card(folder: Path, evaluations: dict[str, dict], bench: dict | None = None, notes: str = "") -> str:
-    """The model card text for a model folder."""
+def _evaluation(rows: list[CheckRow], gen: dict, task: Task) -> list[str]:
+    if not rows:
+        return ["## Evaluation", "", "No evaluation has been recorded for this model.", ""]
+    source = ("`python -m bench.generalisation` (`generalisation.json`): held-out benchmarks, the same faces under "
+              "changed conditions, and collections no Grin model trains on" if gen else
+              "`python -m training.evaluate` (the `eval*.json` files beside the model)")
+    lines = ["## Evaluation", "", f"From {source}.", "",
+             "| check | dataset / split | n | accuracy | balanced accuracy | per-class recall | ROC AUC |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        recall = ", ".join(f"{k} {v:.2f}" for k, v in r.per_class_recall.items())
+        auc = f"{r.roc_auc:.3f}" if r.roc_auc is not None else "-"
+        lines.append(f"| {r.name} | {r.dataset} / {r.split} | {r.n:,} | {_pct(r.accuracy)} | "
+                     f"{_pct(r.balanced_accuracy)} | {recall} | {auc} |")
+    notes = [f"{r.name}: {r.note}" for r in rows if r.note]
+    lines += [""] + ([f"Notes: {'; '.join(notes)}.", ""] if notes else [])
+    worst = worst_line(gen, rows)
+    return lines + ([worst, ""] if worst else [])
+
+
+def _calibration(folder: Path, task: Task) -> list[str]:
+    _, ev = primary_eval(folder, task)
+    rel = ev.get("reliability") if ev else None
+    if not rel:
+        return []
+    bins = ", ".join(f"{b['bin'][0]:.1f}-{b['bin'][1]:.1f}: {_pct(b['accuracy'], 0)} right of {b['n']}"
+                     for b in rel.get("bins", []) if b.get("n"))
+    return ["## Calibration", "",
+            f"On {eval_label(ev)}: expected calibration error {rel.get('ece')}, log loss {rel.get('nll')}, "
+            f"Brier score {rel.get('brier')}. By confidence: {bins}.", ""]
+
+
+def _speed(bench: dict) -> list[str]:
+    if not bench:
+        return []
+    p, c = bench.get("pipeline_ms", {}), bench.get("classifier_ms", {})
+    return ["## Speed", "",
+            f"`python -m bench` on {machine_line(bench.get('machine', {}))}: a 640x480 frame with one face takes "
+            f"{p.get('one_face', {}).get('median')} ms (median; p95 {p.get('one_face', {}).get('p95')} ms) from "
+            f"detection to label, four faces {p.get('four_faces', {}).get('median')} ms; detection alone "
+            f"{bench.get('detect_ms', {}).get('one_face', {}).get('median')} ms; the network "
+            f"{c.get('batch1', {}).get('median')} ms for one face, {bench.get('faces_per_second')} faces/s in batches.",
+            ""]
+
+
+def _limits(meta: ModelMeta, task: Task, rows: list[CheckRow], folder: Path) -> list[str]:
+    text = TASK_TEXT.get(task.name, TASK_TEXT["default"])
+    lines = ["## Limitations and biases", ""] + [f"- {t}" for t in text["limits"](rows, folder)]
+    explain = read_json(folder / "explain.json")
+    if explain.get("mouth_share_correct_smiles") is not None:
+        lines += ["", f"**What the model looks at**: for {explain.get('n')} correctly called smiles, "
+                      f"{_pct(explain['mouth_share_correct_smiles'], 0)} of the {explain.get('method', 'grad-cam')} "
+                      f"heat map lies on the mouth (the lower third of the crop), against "
+                      f"{_pct(explain.get('random_baseline'), 0)} for random maps"
+                      + (f"; occlusion puts {_pct(explain['occlusion_mouth_share'], 0)} there"
+                         if explain.get("occlusion_mouth_share") is not None else "") + " (`explain.json`)."]
+    return lines + [""]
+
+
+def _training(folder: Path, meta: ModelMeta) -> list[str]:
+    steps = lineage(folder, meta)
+    cfg = meta.extra.get("train_config", {})
+    total = sum(s.minutes for s in steps if s.minutes)
+    lines = ["## How it was trained", ""]
+    for i, s in enumerate(steps, 1):
+        when = f" ({s.minutes:.0f} min)" if s.minutes else ""
+        lines.append(f"{i}. {s.what}{when}: `{s.command}`")
+    lines += ["", f"Seed {cfg.get('seed', 'n/a')}, split seed {cfg.get('split_seed', meta.extra.get('split', {}).get('seed', 'n/a'))}; "
+                  f"{meta.extra.get('precision', 'n/a')} while training, float32 as served; "
+                  + (f"{total:.0f} minutes of training in all, " if total else "")
+                  + f"on {machine_line(meta.extra.get('machine', {}), training=True)}.", ""]
+    return lines
+
+
+def _ship_rules(folder: Path, task: Task, rows: list[CheckRow], bench: dict) -> list[str]:
+    from bench.ship_rules import FLOORS, model_size_mb, one_face_ms
+
+    floor = FLOORS.get(task.name)
+    if not floor:
+        return []
+    primary = next((r for r in rows if r.primary), None)
+    name = f"{primary.dataset} {primary.split}" if primary else floor.benchmark_check
+    checks = [f"{name} accuracy at least {_pct(floor.benchmark_min, 0)} (this model: "
+              f"{_pct(primary.accuracy if primary else None, 2)})",
+              f"`model.keras` under {floor.max_mb:g} MB ({model_size_mb(folder):.1f} MB)"]
+    if floor.max_one_face_ms:
+        checks.append(f"one face under {floor.max_one_face_ms:g} ms in `python -m bench` ({one_face_ms(bench)} ms)")
+    return ["## Ship rules", "",
+            "A new model replaces this one when its worst-case balanced accuracy over the generalisation suite "
+            "rises, it stays within these floors, and every choice was made on validation figures: "
+            + "; ".join(checks) + ". The experiments behind this model, kept and rejected, are logged in "
+            f"`docs/experiments/{task.name}.md` in the Grin repository.", ""]
+
+
+def render_card(folder: str | Path) -> str:
+    """The model card of a model folder, front matter included: what `training.hub push` uploads as README.md."""
+    folder = Path(folder)
     meta = ModelMeta.load(folder)
     task = get_task(meta.task)
-    extra = meta.extra
-    data = extra.get("data", {})
-    size_mb = (folder / "model.keras").stat().st_size / 2**20
-    lines = [f"# Grin {task.title.lower()} model", "",
-             f"Task **{task.name}**: classes {', '.join(task.display_names)}; input "
-             f"{meta.preprocess['input_size']}x{meta.preprocess['input_size']} {meta.preprocess['color_mode']}, "
-             f"face box widened x{meta.preprocess['widen']}{_equalize_note(meta)}. Architecture `{meta.arch}`, "
-             f"{extra.get('n_params', 0):,} parameters, {size_mb:.1f} MB (`model.keras`, float32). "
-             f"Test-time views: {_views_line(meta)}.", "",
-             "## Training", "",
-             f"- command: `{meta.command}`",
-             f"- data: {data.get('dataset')} at `{data.get('root')}`; faces detected {data.get('faces_detected')}, "
-             f"whole image used {data.get('faces_fallback')}; split sizes {data.get('split_sizes')}"
-             f"{' (training includes the validation faces)' if meta.metrics.get('fit_val') else ''}; "
-             f"extra training data {data.get('extra_training') or 'none'}",
-             f"- split: {extra.get('split')} (stratified, exact duplicates kept on one side; official test splits kept)",
-             f"- precision while training: {extra.get('precision')}; served in float32",
-             _selection_line(meta),
-             f"- decision threshold {meta.threshold:.2f}" if task.is_binary else "- decision: the most probable class",
-             "", "## Evaluation", ""]
-    for name, ev in evaluations.items():
-        lines += _eval_table(name, ev)
-    if bench:
-        p = bench.get("pipeline_ms", {})
-        lines += ["## Speed", "", f"From `python -m bench` on {bench.get('machine', {}).get('cpu_count', '?')} CPU cores:", "",
-                  f"- whole pipeline, 640x480 frame, one face: median {p.get('one_face', {}).get('median')} ms, "
-                  f"p95 {p.get('one_face', {}).get('p95')} ms",
-                  f"- four faces: median {p.get('four_faces', {}).get('median')} ms",
-                  f"- face detection alone (one face): median {bench.get('detect_ms', {}).get('one_face', {}).get('median')} ms",
-                  f"- classifier: batch 1 {bench.get('classifier_ms', {}).get('batch1', {}).get('median')} ms, "
-                  f"batch 32 {bench.get('classifier_ms', {}).get('batch32', {}).get('median')} ms; "
-                  f"{bench.get('faces_per_second')} faces/s", ""]
-    if notes:
-        lines += ["## Notes and known limits", "", notes.strip(), ""]
-    return "\n".join(lines)
+    gen = read_json(folder / "generalisation.json")
+    rows = check_rows(folder, task, gen)
+    bench = read_json(folder / "bench.json")
+    body = [*_intro(folder, meta, task), *_use(meta, task, folder), *_data(meta, task), *_evaluation(rows, gen, task),
+            *_calibration(folder, task), *_speed(bench), *_limits(meta, task, rows, folder), *_training(folder, meta),
+            *_ship_rules(folder, task, rows, bench)]
+    if read_jsonl(folder / "metrics.jsonl"):
+        body += ["## Learning curves", "", f"![loss and accuracy per epoch]({CURVES_FILE})", ""]
+    return front_matter(folder, meta, rows) + "\n" + "\n".join(body).rstrip() + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.card", description=__doc__)
-    p.add_argument("--model", required=True)
-    p.add_argument("--eval", action="append", default=[], metavar="NAME=FILE.json",
-                   help="an evaluation JSON to include (repeatable)")
-    p.add_argument("--bench")
-    p.add_argument("--notes", help="a Markdown file of notes and known limits")
-    p.add_argument("--out", help="default: <model>/README.md")
-    args = p.parse_args(argv)
-    folder = Path(args.model)
-    evals = {}
-    for item in args.eval:
-        name, _, path = item.partition("=")
-        evals[name] = json.loads(Path(path).read_text())
-    bench = json.loads(Path(args.bench).read_text()) if args.bench else None
-    notes = Path(args.notes).read_text() if args.notes else ""
-    text = render_card(folder, evals, bench, notes)
-    Path(args.out or folder / "README.md").write_text(text)
-    return 0
+def write_card(folder: str | Path) -> list[Path]:
+    """Write README.md (and the learning curves it shows) into the model folder."""
+    from training.curves_png import learning_curves_png
+
+    folder = Path(folder)
+    (folder / CARD_FILE).write_text(render_card(folder))
+    written = [folder / CARD_FILE]
+    rows = read_jsonl(folder / "metrics.jsonl")
+    if rows:
+        (folder / CURVES_FILE).write_bytes(learning_curves_png(rows))
+        written.append(folder / CURVES_FILE)
+    return written
 
 
-def _equalize_note(meta) -> str:
+def _views(meta: ModelMeta) -> str:
+    crops = len(meta.tta_crops)
+    if not crops:
+        return "the face and its mirror image are averaged" if meta.tta_flip else "one view of each face"
+    views = (1 + crops) * (2 if meta.tta_flip else 1)
+    return f"the face and {crops} corner crops (90 %){', each mirrored' if meta.tta_flip else ''}: {views} views averaged"
+
+
+def _equalize_note(meta: ModelMeta) -> str:
     """How each crop's contrast is normalised, when it is."""
     mode = meta.preprocess.get("equalize", "none")
     return "" if mode == "none" else f", each crop contrast-equalised ({mode.upper()})"
+
+
+def _equalize_use(meta: ModelMeta) -> str:
+    """What an outside user must do to each crop's contrast, if anything."""
+    if meta.preprocess.get("equalize", "none") != "clahe":
+        return ""
+    from core.preprocess import CLAHE_CLIP, CLAHE_TILE_PX
+
+    return (f", contrast-equalised by OpenCV's CLAHE (clip limit {CLAHE_CLIP}, tiles of {CLAHE_TILE_PX} px; "
+            "`core.preprocess.equalize` in Grin),")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.card", description=__doc__.splitlines()[0])
+    p.add_argument("model", help="model folder (with model.keras and metadata.json)")
+    p.add_argument("--write", action="store_true", help="write README.md (and learning_curves.png) into the folder; "
+                                                        "without it the card is printed")
+    p.add_argument("--check", action="store_true", help="exit 1 if the folder's README.md is not the card it would get")
+    args = p.parse_args(argv)
+    folder = Path(args.model)
+    if not (folder / META_FILE).is_file():
+        print(f"error: {folder}: no {META_FILE}, so it is not a model folder", file=sys.stderr)
+        return 2
+    if args.check:
+        current = (folder / CARD_FILE).read_text() if (folder / CARD_FILE).is_file() else ""
+        if current != render_card(folder):
+            print(f"{folder / CARD_FILE} is out of date: run python -m training.card {folder} --write", file=sys.stderr)
+            return 1
+        return 0
+    if args.write:
+        for path in write_card(folder):
+            print(f"wrote {path}")
+        return 0
+    sys.stdout.write(render_card(folder))
+    return 0
 
 
 if __name__ == "__main__":

@@ -87,19 +87,25 @@ def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "aut
             extra_data: list[str] | None = None, limit: int = 0,
             progress: Callable[[str], None] | None = None, fit_val: bool = False,
             wide_side: int = 0, fer_negatives: float = 0.0, input_size: int = 0,
-            equalize: str = "none") -> Prepared:
+            equalize: str = "none", faces_progress: Callable[[int, int], None] | None = None) -> Prepared:
     """Everything a run needs, deterministic for a given seed. With `fit_val` the training part also
     holds the validation faces (of the main and the extra data); the test part never changes. With
     `wide_side`, training faces are wider crops of that many pixels (validation and test are not).
     `fer_negatives` adds that fraction of FER-2013's non-happy, non-neutral faces as no-smile faces;
-    `input_size` (0: the task's) is the side of the face crops; `equalize` the crops' contrast normalisation."""
+    `input_size` (0: the task's) is the side of the face crops; `equalize` the crops' contrast normalisation;
+    `faces_progress(done, total)` follows the face detection of each dataset."""
     task = get_task(task_name)
     if fer_negatives and not any(is_fer2013(r) for r in [data, *(extra_data or [])]):
         raise DatasetError("--fer-negatives takes its no-smile faces from FER-2013: give FER-2013 as --data "
                            "or as --extra-data")
     pp = task_preprocess(task, input_size, equalize)
     say = progress or (lambda msg: None)
-    ds, fc = load_faces(data, task, pp, faces, lambda i, n: say(f"faces {i}/{n}"), fer_negatives)
+    def counted(i: int, n: int) -> None:
+        say(f"faces {i}/{n}")
+        if faces_progress:
+            faces_progress(i, n)
+
+    ds, fc = load_faces(data, task, pp, faces, counted, fer_negatives)
     wide = (lambda d, f: wide_crops(d, f, wide_preprocess(pp, wide_side))) if wide_side else (lambda d, f: None)
     splits = assign_splits(ds, split_cfg)
     ok = fc.readable
@@ -114,7 +120,7 @@ def prepare(task_name: str, data: str, split_cfg: SplitConfig, faces: str = "aut
     parts["test"] = SplitData(fc.x[test_idx], ds.labels[test_idx], test_idx)
     extra_counts = {}
     for root in extra_data or []:
-        eds, efc = load_faces(root, task, pp, "auto", fer_negatives=fer_negatives)
+        eds, efc = load_faces(root, task, pp, "auto", faces_progress, fer_negatives=fer_negatives)
         esplits = assign_splits(eds, split_cfg)
         idx = np.flatnonzero(np.isin(esplits, fit_splits) & efc.readable)  # never their test part
         parts["train"] = parts["train"] + _training_rows(eds, efc, idx, wide(eds, efc), -1 - idx)

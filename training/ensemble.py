@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from core.fileio import write_json_atomic
 from core.model import CORNER_CROPS, MODEL_FILE, Classifier, ModelError, ModelMeta
+from core.portable import portable_command, portable_path
 from training.config import ConfigError
 from training.train import save_model_atomic, tune_threshold
 
@@ -68,7 +68,7 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "none
                    extra={**{k: v for k, v in first.extra.items() if k in ("split", "data")},
                           "n_params": int(model.count_params()),
                           "precision": first.extra.get("precision"),
-                          "ensemble": [{"folder": str(f), "arch": m.arch, "command": m.command,
+                          "ensemble": [{"folder": portable_path(f), "arch": m.arch, "command": m.command,
                                         "created": m.created, "metrics": m.metrics,
                                         "n_params": m.extra.get("n_params"),
                                         "train_config": m.extra.get("train_config"),
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                    "binary task's threshold tuned on validation); the test split is then evaluated for the record")
     p.add_argument("--json", help="write those validation figures here")
     args = p.parse_args(argv)
-    command = "python -m training.ensemble " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = portable_command(["python", "-m", "training.ensemble", *(sys.argv[1:] if argv is None else argv)])
     try:
         out = make_ensemble(args.members, args.out, args.crops, command)
         print(f"wrote {out}")

@@ -8,11 +8,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from core.fileio import write_json_atomic
 from core.model import Classifier, ModelError, ModelMeta
+from core.portable import portable_path
+from core.progress import ProgressBar
+from core.runtime import quiet_command
 from training.faces import FACE_MODES
 from training.metrics import classification_report
 
@@ -42,11 +46,12 @@ def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: fl
 
 
 def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: str = "auto",
-                     limit: int = 0, crops: bool = True, fer_negatives: float = 0.0) -> dict:
+                     limit: int = 0, crops: bool = True, fer_negatives: float = 0.0,
+                     progress: Callable[[int, int], None] | None = None) -> dict:
     """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set;
     `crops=False` leaves out the model's extra test-time crops. For a smile model on FER-2013,
     `fer_negatives` (1: all) also counts its other expressions as no-smile faces and reports, per
-    expression, how many the model calls smiles."""
+    expression, how many the model calls smiles. `progress(done, total)` follows the reading of the images."""
     from dataclasses import replace
 
     from core.detect import DetectorConfig
@@ -77,7 +82,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
     # faces only for the chosen samples: a --limit run reads and detects just those images
     part = replace(ds, samples=[ds.samples[i] for i in idx])
-    fc = extract_faces(part, clf.preprocess, faces, DetectorConfig())
+    fc = extract_faces(part, clf.preprocess, faces, DetectorConfig(), progress=progress)
     ok = np.flatnonzero(fc.readable)
     if len(ok) == 0:
         raise ValueError(f"no readable images in split '{split}' of {data}")
@@ -88,7 +93,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
         fc = framed   # its `found`: the images that also had a detected face's view
     if fer_negatives:   # FER-2013, checked above
         out["smile_rate_by_expression"] = _smile_rate_by_expression(part, ok, out.pop("predictions"))
-    out.update(model=str(model), data=str(data), dataset=ds.name, split=split, faces=faces,
+    out.update(model=portable_path(model), data=portable_path(data), dataset=ds.name, split=split, faces=faces,
                n_faces_found=int(fc.found[ok].sum()), n_unreadable=int((~fc.readable).sum()),
                skipped_classes=ds.skipped)
     return out
@@ -105,6 +110,7 @@ def _smile_rate_by_expression(part, ok: np.ndarray, predicted: list[int]) -> dic
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description="Evaluate a model folder on a dataset's test split (or another split) and "
                                 "write accuracy, per-class figures, the confusion matrix and calibration.")
     p.add_argument("--model", default="models/smile", help="model or run folder (default: %(default)s)")
@@ -122,13 +128,17 @@ def main(argv=None) -> int:
                    help="smile model on FER-2013: also count this fraction (1: all) of its angry, disgust, fear, "
                         "sad and surprise faces as no-smile faces, and report each expression's smile rate")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     args = p.parse_args(argv)
+    bar = ProgressBar("reading faces")
     try:
         out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit, not args.no_crops,
-                               args.fer_negatives)
+                               args.fer_negatives, bar)
     except (ModelError, ValueError, FileNotFoundError) as exc:
+        bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    bar.close()
     if args.json:
         write_json_atomic(args.json, out)
     brief = {k: out[k] for k in ("accuracy", "balanced_accuracy", "n_images", "n_faces_found")}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -27,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.fileio import read_jsonl, write_json_atomic
+from core.fileio import read_json, read_jsonl, write_json_atomic
 from core.model import META_FILE, MODEL_FILE, ModelError, ModelMeta
 from core.registry import hub_root, list_models
-from core.tasks import get_task
 
 CARD_FILE, CURVES_FILE, PROVENANCE_FILE = "README.md", "learning_curves.png", "hub.json"
 RUN_FILES = (MODEL_FILE, META_FILE, "eval.json", "metrics.jsonl", "config.json")  # pushed as they are
+CARD_SOURCES = ("eval_*.json", "metrics_*.jsonl", "generalisation.json", "bench.json", "explain.json")  # if present
 PULL_FILES = (*RUN_FILES, CARD_FILE, CURVES_FILE)                               # nothing else is fetched
 MAX_MODEL_BYTES = 200 * 2**20
 PUSHABLE_STATES = ("finished", "stopped", "")   # "" : a model folder that is not a run (e.g. bundled)
@@ -120,66 +119,36 @@ def check_model_folder(folder: str | Path, task: str | None = None, load: bool =
 
 # ---------------------------------------------------------------------------------------------- push
 
-def model_card(folder: str | Path, repo_id: str, with_curves: bool = True) -> str:
-    """README.md for the Hub: YAML metadata (Keras, task, test accuracy) and the run's model card."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from training.card import render_card
-
-    folder = Path(folder)
-    meta = ModelMeta.load(folder)
-    task = get_task(meta.task)
-    evaluation = _read_json(folder / "eval.json")
-    dataset = meta.extra.get("data", {}).get("dataset") or "custom"
-    results = None
-    if "accuracy" in evaluation:
-        results = [EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
-                              dataset_split=evaluation.get("split", "test"), metric_type="accuracy",
-                              metric_value=evaluation["accuracy"])]
-    data = ModelCardData(library_name="keras", pipeline_tag="image-classification",
-                         tags=["grin", "keras", "face", f"{task.name}-recognition"], metrics=["accuracy"],
-                         model_name=repo_id.split("/")[-1], eval_results=results)
-    body = render_card(folder, {"Test split": evaluation} if evaluation else {})
-    extra = []
-    if with_curves:
-        extra += ["## Learning curves", "", f"![loss and accuracy per epoch]({CURVES_FILE})", ""]
-    extra += ["## Use it", "",
-              f"In Grin: `python -m training.hub pull {repo_id}` (or the app's Models page), then choose "
-              f"`{repo_id}` in the model picker.", "",
-              f"Outside Grin: `keras.saving.load_model(\"{MODEL_FILE}\", safe_mode=True)`; input "
-              f"{meta.preprocess['input_size']}x{meta.preprocess['input_size']} uint8 "
-              f"{meta.preprocess['color_mode']} face crops{_equalize_use(meta)} cast to float32 (0-255), output "
-              "probabilities for "
-              f"{', '.join(task.class_names)}. `{META_FILE}` holds the preprocessing and threshold.", ""]
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n" + "\n".join(extra)))
-
-
 def check_pushable(folder: Path) -> None:
-    state = _read_json(folder / "status.json").get("state", "")
+    state = read_json(folder / "status.json").get("state", "")
     if state not in PUSHABLE_STATES:
         raise HubError(f"{folder.name}: the run is {state}; only finished or stopped runs can be pushed")
 
 
-def push_files(folder: str | Path, repo_id: str) -> dict[str, Path | bytes]:
-    """What a push uploads: the model, its metadata and figures, a model card, the learning curves."""
+def push_files(folder: str | Path) -> dict[str, Path | bytes]:
+    """What a push uploads: the model, its metadata, the JSON files its card's figures come from, the model
+    card (`training.card`, the same text as a bundled model's README.md) and the learning curves."""
+    from training.card import render_card
     from training.curves_png import learning_curves_png
 
     folder = Path(folder)
     check_pushable(folder)
     files: dict[str, Path | bytes] = {n: folder / n for n in RUN_FILES if (folder / n).is_file()}
+    for pattern in CARD_SOURCES:
+        files.update({p.name: p for p in sorted(folder.glob(pattern))})
     rows = read_jsonl(folder / "metrics.jsonl")
     if rows:
         files[CURVES_FILE] = learning_curves_png(rows)
-    files[CARD_FILE] = model_card(folder, repo_id, with_curves=bool(rows)).encode()
+    files[CARD_FILE] = render_card(folder).encode()
     return files
 
 
-def write_push_files(folder: str | Path, repo_id: str, out: str | Path) -> list[Path]:
+def write_push_files(folder: str | Path, out: str | Path) -> list[Path]:
     """Dry run: write what a push would upload into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, src in push_files(folder, repo_id).items():
+    for name, src in push_files(folder).items():
         (out / name).write_bytes(src if isinstance(src, bytes) else src.read_bytes())
         written.append(out / name)
     return written
@@ -194,7 +163,7 @@ def push(folder: str | Path, repo_id: str, *, token: str | bool | None = None, p
     folder = Path(folder)
     check_pushable(folder)
     meta = check_model_folder(folder, load=load_check)
-    files = push_files(folder, repo_id)
+    files = push_files(folder)
     api = HfApi(endpoint=endpoint or default_endpoint(), token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
@@ -270,7 +239,7 @@ def _install(snapshot: Path, dest: Path, provenance: dict) -> Path:
 
 def provenance(folder: str | Path) -> dict:
     """Where a pulled model came from (repo, revision, commit, when), or {} for other models."""
-    return _read_json(Path(folder) / PROVENANCE_FILE)
+    return read_json(Path(folder) / PROVENANCE_FILE)
 
 
 # -------------------------------------------------------------------------------------- status, errors
@@ -352,13 +321,6 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
 # ------------------------------------------------------------------------------------------------ CLI
 
 def _list(task: str | None) -> None:
@@ -371,16 +333,6 @@ def _list(task: str | None) -> None:
         origin = f"  {src['repo_id']}@{src['commit'][:8]}" if src else ""
         print(f"{e.source:8} {e.task:10} {e.name:40} "
               f"{'test ' + format(acc, '.1%') if acc is not None else 'no test figure':>14}  {e.path}{origin}")
-
-
-def _equalize_use(meta: ModelMeta) -> str:
-    """What an outside user must do to each crop's contrast, if anything."""
-    if meta.preprocess.get("equalize", "none") != "clahe":
-        return ""
-    from core.preprocess import CLAHE_CLIP, CLAHE_TILE_PX
-
-    return (f", contrast-equalised by OpenCV's CLAHE (clip limit {CLAHE_CLIP}, tiles of {CLAHE_TILE_PX} px; "
-            "`core.preprocess.equalize` in Grin),")
 
 
 def main(argv=None) -> int:
@@ -405,7 +357,8 @@ def main(argv=None) -> int:
         if args.cmd == "push":
             if args.dry_run:
                 check_model_folder(args.run, load=False)
-                for f in write_push_files(args.run, check_repo_id(args.repo_id), args.dry_run):
+                check_repo_id(args.repo_id)
+                for f in write_push_files(args.run, args.dry_run):
                     print(f)
                 return 0
             r = push(args.run, args.repo_id, private=args.private or None, message=args.message)

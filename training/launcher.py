@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from core.fileio import write_json_atomic
+from core.portable import portable_command
 from core.registry import REPO, runs_root
 from training.config import Augment, ConfigError, TrainConfig
 from training.queue import max_runs, queue_position
@@ -120,7 +120,7 @@ def _spawn(run: Run, argv: list[str], slots: int | None) -> None:
 
 
 def _command(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *argv])
+    return portable_command(["python", "-m", "training.train", *argv])
 
 
 def stop(run: Run) -> None:

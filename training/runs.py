@@ -1,13 +1,12 @@
 """A training run's folder: its files, status, metrics, and the list of past runs."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.fileio import read_jsonl, write_json_atomic
+from core.fileio import read_json, read_jsonl, write_json_atomic
 
 CONFIG, STATUS, METRICS, STOP = "config.json", "status.json", "metrics.jsonl", "STOP"
 CHECKPOINT, CHECKPOINT_STATE, EVAL = "checkpoint.keras", "checkpoint.json", "eval.json"
@@ -25,10 +24,10 @@ class Run:
         return self.path / name
 
     def config(self) -> dict:
-        return _read_json(self.file(CONFIG))
+        return read_json(self.file(CONFIG))
 
     def status(self) -> dict:
-        st = _read_json(self.file(STATUS))
+        st = read_json(self.file(STATUS))
         if st.get("state") in ("running", "queued", "preparing") and not _alive(st.get("pid")):
             st["state"] = "interrupted"  # the process died without saying so (killed, machine stopped)
         return st
@@ -37,7 +36,7 @@ class Run:
         return read_jsonl(self.file(METRICS))
 
     def evaluation(self) -> dict:
-        return _read_json(self.file(EVAL))
+        return read_json(self.file(EVAL))
 
     def has_model(self) -> bool:
         return (self.path / "model.keras").is_file() and (self.path / "metadata.json").is_file()
@@ -46,7 +45,7 @@ class Run:
         return self.file(CHECKPOINT).is_file() and self.status().get("state") not in ("running", "finished")
 
     def set_status(self, **fields) -> None:
-        st = _read_json(self.file(STATUS))
+        st = read_json(self.file(STATUS))
         st.update(fields, updated=time.time())
         write_json_atomic(self.file(STATUS), st)
 
@@ -65,13 +64,6 @@ def list_runs(root: str | Path) -> list[Run]:
         return []
     runs = [Run(p) for p in root.iterdir() if (p / CONFIG).is_file()]
     return sorted(runs, key=lambda r: r.file(CONFIG).stat().st_mtime, reverse=True)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def _alive(pid) -> bool:

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import math
 import os
-import shlex
 import signal
 import sys
 import time
@@ -22,7 +21,9 @@ import numpy as np
 from core.fileio import append_jsonl, write_json_atomic
 from core.model import MODEL_FILE, ModelMeta
 from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT
-from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, tensorflow
+from core.progress import ProgressBar
+from core.portable import portable_command, portable_paths
+from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, machine_summary, quiet_command, tensorflow
 from core.tasks import TASKS
 from training.baselines import BASELINES, train_baseline
 from training.config import Augment, ConfigError, TrainConfig
@@ -124,7 +125,7 @@ def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int, s
     """A tf.data pipeline of (float images, targets); wide crops (`part.context` set) are cut to
     `size`, more loosely at random when training. Targets are one-hot labels, blended with a
     teacher's probabilities `soft` (one row per face) when distilling."""
-    from training.augment import make_augmenter, make_loose_cropper
+    from training.augment import make_augmenter, make_loose_cropper, make_tight_cropper
     from training.distill import blend_targets
 
     tf = tensorflow()
@@ -141,6 +142,8 @@ def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int, s
         ds = ds.map(lambda a, c, b: crop(tf.cast(a, tf.float32), c, b), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and cfg.augment.tight:
+        ds = ds.map(make_tight_cropper(cfg.augment.tight, size, cfg.seed), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         aug = make_augmenter(cfg.augment, size, cfg.seed)
         ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
@@ -184,9 +187,10 @@ class RunLogger:
         import keras
 
         class _Logger(keras.callbacks.Callback):
-            def __init__(self, run: Run, cfg: TrainConfig, prep, meta: ModelMeta, best: float):
+            def __init__(self, run: Run, cfg: TrainConfig, prep, meta: ModelMeta, best: float, echo: bool = False):
                 super().__init__()
                 self.run, self.cfg, self.prep, self.meta, self.best = run, cfg, prep, meta, best
+                self.echo, self.bar = echo, ProgressBar("epoch", enabled=False)
                 self.t0 = time.time()
                 self.bad_epochs = 0
                 self.swa = WeightAverage(run.file(SWA_FILE)) if cfg.swa_epochs else None
@@ -194,8 +198,11 @@ class RunLogger:
             def on_epoch_begin(self, epoch, logs=None):
                 self.t0 = time.time()
                 self.model.optimizer.learning_rate.assign(lr_at(epoch, self.cfg))
+                if self.echo:
+                    self.bar = ProgressBar(f"epoch {epoch + 1}/{self.cfg.epochs}")
 
             def on_train_batch_end(self, batch, logs=None):
+                self.bar(batch + 1, self.params.get("steps") or batch + 1)
                 if self.run.stop_requested():
                     self.model.stop_training = True
 
@@ -229,6 +236,9 @@ class RunLogger:
                 if self.swa is not None and epoch + 1 > self.cfg.epochs - self.cfg.swa_epochs:
                     self.swa.add(epoch + 1, self.model.get_weights())
                 append_jsonl(self.run.file(METRICS), row)
+                self.bar.close()
+                if self.echo:
+                    print(epoch_line(row, improved), flush=True)
                 save_model_atomic(self.model, self.run.file(CHECKPOINT))
                 write_json_atomic(self.run.file(CHECKPOINT_STATE), {"epoch": epoch + 1, "best": self.best})
                 self.run.set_status(state="running", epoch=epoch + 1, epochs=self.cfg.epochs,
@@ -239,8 +249,17 @@ class RunLogger:
         return _Logger(*args, **kwargs)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str = "") -> dict:
-    """Run (or resume) training into folder `out`; returns the test evaluation."""
+def epoch_line(row: dict, improved: bool) -> str:
+    """The command line's own line for a finished epoch."""
+    val = "in training" if row.get("val_in_training") else f"{row['val_accuracy']:.2%}" + (" (best)" if improved else "")
+    return (f"epoch {row['epoch']}/{row['epochs']}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.2%}, "
+            f"validation {val}, {row['time']:.0f} s")
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str = "", echo: bool = False) -> dict:
+    """Run (or resume) training into folder `out`; returns the test evaluation. With `echo` (the command
+    line), a line per epoch on stdout and progress bars on a terminal's stderr."""
+    tensorflow()   # first, so that a quiet command line imports it quietly
     import keras
 
     from core.tasks import get_task
@@ -262,7 +281,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         cfg.resolve_from_init()   # before config.json is written, so a later --init from this run finds it
     cfg.validate()   # after a resume has read the run's own settings
     run.file("STOP").unlink(missing_ok=True)
-    command = command or " ".join(shlex.quote(a) for a in ["python", "-m", "training.train", *sys.argv[1:]])
+    command = command or portable_command(["python", "-m", "training.train", *sys.argv[1:]])
     if resume:   # the command that set the run up, then how it was continued
         command = f"{run.config().get('command', '')} (resumed with: {command})".strip()
     if not resume:
@@ -276,10 +295,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         task = get_task(cfg.task)
         pp = task_preprocess(task, cfg.input_size, cfg.equalize)
         size = pp.input_size
+        faces_bar = ProgressBar("detecting faces", enabled=None if echo else False)
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,
                        progress=lambda m: run.set_status(message=m), fit_val=cfg.fit_val,
                        wide_side=wide_side(size) if cfg.augment.loose else 0, fer_negatives=cfg.fer_negatives,
-                       input_size=cfg.input_size, equalize=cfg.equalize)
+                       input_size=cfg.input_size, equalize=cfg.equalize, faces_progress=faces_bar)
+        faces_bar.close()
         if len(prep.parts["train"].y) == 0 or len(prep.parts["val"].y) == 0:
             raise ConfigError("the dataset is too small to split into training and validation sets")
         if cfg.resolved_arch() in BASELINES:
@@ -289,8 +310,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         meta = ModelMeta(task=task.name, class_names=list(task.class_names), preprocess=pp.to_dict(),
                          arch=cfg.resolved_arch(), tta_flip=cfg.tta_flip, command=command,
                          created=dt.datetime.now().isoformat(timespec="seconds"),
-                         extra={"split": split_cfg.to_dict(), "data": prep.summary(), "precision": precision,
-                                "train_config": cfg.to_dict()})
+                         extra={"split": split_cfg.to_dict(), "data": portable_paths(prep.summary()),
+                                "precision": precision, "train_config": portable_paths(cfg.to_dict()),
+                                "machine": machine_summary()})
         strategy = _strategy()
         with strategy.scope():
             if resume:
@@ -314,7 +336,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             tr = tr.take(rows)
         run.set_status(state="running", epoch=initial_epoch, message=f"training {n_params:,} parameters on "
                        f"{len(tr.y)} faces", summary=prep.summary())
-        logger = RunLogger(run, cfg, prep, meta, best)
+        logger = RunLogger(run, cfg, prep, meta, best, echo)
         t_start = time.time()
         soft = None
         if cfg.teacher:
@@ -329,7 +351,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
                       validation_data=make_dataset(va, task.n_classes, cfg, False, size),
                       epochs=cfg.epochs, initial_epoch=initial_epoch,
                       class_weight=class_weights(tr.y, task.n_classes, cfg.class_weights),
-                      callbacks=[logger], verbose=2)
+                      callbacks=[logger], verbose=0)
         stopped = run.stop_requested()
         if not run.has_model():
             raise RuntimeError("training ended before the first epoch finished: no model was saved")
@@ -488,9 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(aug, a, "erasing", "probability of random erasing")
     _setting(aug, a, "mixup", "mixup alpha; 0 is off")
     _setting(aug, a, "loose", "probability of a looser framing, cut from a wider crop of the photo")
+    _setting(aug, a, "tight", "probability of a tighter framing, down to the eyes-to-chin area (close-up crops)")
 
     ev = p.add_argument_group("evaluation")
     ev.add_argument("--no-tta", action="store_true", help="no flip averaging at test time")
+    run.add_argument("--verbose", action="store_true", help="also show TensorFlow's and Keras's own log lines and warnings")
     ev.add_argument("--skip-test", action="store_true",
                     help="leave the test split unread at the end (while choosing a recipe on validation)")
     return p
@@ -507,6 +531,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     cfg, args = parse_args(argv)
     if not args.resume:
         try:
@@ -521,7 +546,7 @@ def main(argv=None) -> int:
         if not wait_for_slot(args.out, args.max_runs):
             return 0
     try:
-        result = train(cfg, args.out, resume=args.resume)
+        result = train(cfg, args.out, resume=args.resume, echo=True)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

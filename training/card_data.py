@@ -1,0 +1,157 @@
+"""What a model card says, read from the model folder's JSON files: evaluation rows, lineage, machine, and
+the task's and datasets' own words (intended use, limits) that the figures are set into."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.fileio import read_json, read_jsonl
+from core.model import ModelMeta
+from core.tasks import Task
+from bench.ship_rules import FLOORS
+
+DATASETS = {"genki4k": "GENKI-4K", "fer2013": "FER-2013", "folders": "class folders", "media": "posed photos"}
+SPLITS = {"private_test": "PrivateTest", "public_test": "PublicTest", "test": "test", "val": "validation",
+          "all": "all images"}
+PRIMARY_EVAL = {"smile": ("genki4k", "test", "auto"), "expression": ("fer2013", "private_test", "auto")}
+MIN_N = 50   # as bench.generalisation: smaller checks are shown but too noisy to decide on
+
+
+@dataclass
+class CheckRow:
+    """One line of the evaluation table."""
+
+    name: str
+    dataset: str
+    dataset_id: str
+    split: str
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    per_class_recall: dict[str, float] = field(default_factory=dict)
+    roc_auc: float | None = None
+    note: str = ""
+    in_index: bool = False      # listed in the front matter's model-index
+    primary: bool = False       # the benchmark the ship floor is set on
+
+
+def dataset_title(name: str | None) -> str:
+    key = (name or "").strip("<>")
+    return DATASETS.get(key, key or "custom data")
+
+
+def _dataset_id(title: str) -> str:
+    return {v: k for k, v in DATASETS.items()}.get(title, title.lower().replace(" ", "-"))
+
+
+def _from_suite(gen: dict, task: Task) -> list[CheckRow]:
+    rows = []
+    for c in gen.get("checks", []):
+        whole = c.get("condition", "as is") == "as is"
+        rows.append(CheckRow(c["name"], c["dataset"], _dataset_id(c["dataset"]), SPLITS.get(c["split"], c["split"]),
+                             c["n"], c["accuracy"], c["balanced_accuracy"], c.get("per_class_recall", {}),
+                             c.get("roc_auc"), c.get("note", ""), in_index=whole and c["n"] >= MIN_N,
+                             primary=task.name in FLOORS and c["name"] == FLOORS[task.name].benchmark_check))
+    return rows
+
+
+def _note(ev: dict) -> str:
+    parts = []
+    if ev.get("smile_rate_by_expression"):
+        parts.append("FER-2013's six other expressions count as no smile")
+    elif ev.get("skipped_classes"):
+        parts.append("happy (smile) against neutral (no smile) faces only" if "angry" in ev["skipped_classes"]
+                     else f"left out: {', '.join(ev['skipped_classes'])}")
+    if ev.get("faces") == "whole":
+        parts.append("the whole photo taken as the face (a loose crop)")
+    return ", ".join(parts)
+
+
+def eval_files(folder: Path) -> list[tuple[str, dict]]:
+    """(check name, figures) of the folder's evaluations: eval_*.json (bundled models) or eval.json (a run)."""
+    files = sorted(folder.glob("eval_*.json")) or ([folder / "eval.json"] if (folder / "eval.json").is_file() else [])
+    return [(f.stem.removeprefix("eval_").replace("_", "-") if f.stem != "eval" else "test", read_json(f))
+            for f in files]
+
+
+def primary_eval(folder: Path, task: Task) -> tuple[str, dict]:
+    """(name, figures) of the evaluation the ship floor and the calibration are read from."""
+    evals = eval_files(folder)
+    want = PRIMARY_EVAL.get(task.name)
+    match = [e for e in evals if want and (e[1].get("dataset"), e[1].get("split"), e[1].get("faces", "auto")) == want]
+    return (match or evals or [("", {})])[0]
+
+
+def _from_evals(folder: Path, task: Task) -> list[CheckRow]:
+    main, _ = primary_eval(folder, task)
+    rows = []
+    for name, ev in eval_files(folder):
+        if "accuracy" not in ev:
+            continue
+        title = dataset_title(ev.get("dataset") or "folders")
+        recall = {k: v["recall"] for k, v in ev.get("per_class", {}).items()}
+        rows.append(CheckRow(name, title, _dataset_id(title), SPLITS.get(ev.get("split", "test"), ev.get("split", "")),
+                             ev.get("n_images", 0), ev["accuracy"], ev.get("balanced_accuracy", 0.0), recall,
+                             ev.get("roc_auc"), _note(ev), in_index=ev.get("faces", "auto") != "whole",
+                             primary=name == main))
+    return sorted(rows, key=lambda r: not r.primary)
+
+
+def check_rows(folder: Path, task: Task, gen: dict) -> list[CheckRow]:
+    """The evaluation table: the generalisation suite when it has run, else the evaluation files."""
+    return _from_suite(gen, task) if gen.get("checks") else _from_evals(folder, task)
+
+
+def worst_line(gen: dict, rows: list[CheckRow]) -> str:
+    if gen.get("worst_check"):
+        return (f"**Worst case**: {gen['worst_check']}, balanced accuracy {100 * gen['worst_balanced_accuracy']:.1f} % "
+                f"(the lowest over checks of at least {gen.get('min_n_for_worst', MIN_N)} faces).")
+    big = [r for r in rows if r.n >= MIN_N]
+    if not big:
+        return ""
+    w = min(big, key=lambda r: r.balanced_accuracy)
+    return (f"**Worst case** here: {w.name}, balanced accuracy {100 * w.balanced_accuracy:.1f} % "
+            "(`python -m bench.generalisation` has not been run for this model).")
+
+
+def eval_label(ev: dict) -> str:
+    return f"{dataset_title(ev.get('dataset'))} {SPLITS.get(ev.get('split', ''), ev.get('split', ''))} ({ev.get('n_images', 0):,} faces)"
+
+
+@dataclass
+class Step:
+    what: str
+    command: str
+    minutes: float | None
+
+
+def _minutes(folder: Path, metrics_file: str) -> float | None:
+    rows = read_jsonl(folder / metrics_file)
+    return sum(r.get("time", 0) for r in rows) / 60 if rows else None
+
+
+def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
+    """The training steps that made the model, oldest first: its --init chain (metadata `init`), then itself."""
+    if meta.extra.get("ensemble"):
+        members = [Step(f"member {i}, `{m.get('arch')}` ({m.get('folder', '')})", m.get("command") or "not recorded",
+                        None) for i, m in enumerate(meta.extra["ensemble"], 1)]
+        return members + [Step("the ensemble, the mean of their probabilities", meta.command or "not recorded", None)]
+    steps, node = [], meta.extra.get("init")
+    while isinstance(node, dict) and node.get("command"):
+        minutes = node.get("minutes") or (_minutes(folder, node["metrics_file"]) if node.get("metrics_file") else None)
+        steps.append(Step(node.get("folder", "an earlier run"), node["command"], minutes))
+        node = node.get("init")
+    steps.reverse()
+    steps.append(Step("this model", meta.command or "not recorded", _minutes(folder, "metrics.jsonl")))
+    return steps
+
+
+def machine_line(m: dict, training: bool = False) -> str:
+    """'2 CPU cores (model), no GPU' from a bench.json `machine` or a metadata `machine` entry."""
+    if not m:
+        return "a machine its metadata does not record" if training else "an unrecorded machine"
+    cores = m.get("cpus") or m.get("cpu_count")
+    cpu = m.get("cpu") or m.get("cpu_model")
+    gpus = m.get("gpus")
+    gpu = (f"{len(gpus) if isinstance(gpus, list) else gpus} GPU" if gpus else "no GPU")
+    return f"{cores} CPU cores{f' ({cpu})' if cpu else ''}, {gpu}"
