@@ -1,6 +1,6 @@
 """The stream's detection schedule on a video made from real GENKI-4K photos (pasted on textured
 backgrounds and moved): a fine whole-frame search every N frames, one when a face is lost, a new
-face found within N frames; and label hysteresis on a real sequence of expression probabilities."""
+face found within N frames."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -101,47 +101,3 @@ def moving_clip_small(photos, frames: int):
         frame = background.copy()
         out.append((frame, [paste(frame, photos[2], (200 + k, 150, 64, 64))]))
     return out
-
-
-def _still_face_probs(clf, photo, frames: int, seed: int = 0) -> np.ndarray:
-    """The expression model on a still face as a webcam sees it: a real photo, the detector's box
-    jittered by 7 % and sensor noise added, frame after frame (seeded)."""
-    from core.imageio import load_image
-    from core.preprocess import crop_faces
-
-    img = load_image(photo)
-    x, y, w, _ = FaceDetector().detect(img, thorough=True)[0]
-    rng, crops = np.random.default_rng(seed), []
-    for _ in range(frames):
-        d = rng.normal(0, 0.07 * w, 3)
-        box = (int(x + d[0]), int(y + d[1]), int(w + d[2]), int(w + d[2]))
-        noisy = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
-        crops.append(crop_faces(noisy, [box], clf.preprocess)[0])
-    return clf.predict(np.stack(crops))
-
-
-def _shown(probs: np.ndarray, cfg: TrackingConfig) -> list[int]:
-    from core.tracking import FaceTracker
-
-    tracker, out = FaceTracker(cfg), []
-    for p in probs:
-        t = tracker.update([(0, 0, 100, 100)], p[None])[0]
-        out.append(t.hold_label(int(np.argmax(t.probs)), cfg))
-    return out
-
-
-def test_label_hysteresis_holds_the_label_on_a_still_face(expression_classifier, expressions_dir):
-    """sad.jpg held still: its top class flips between sad-like classes frame to frame; the shown
-    label does not, with or without smoothing; a lasting change (happy.jpg after it) gets through."""
-    clf = expression_classifier
-    sad = _still_face_probs(clf, expressions_dir / "sad.jpg", 60)
-    happy = _still_face_probs(clf, expressions_dir / "happy.jpg", 12, seed=1)
-    changes = lambda seq: sum(a != b for a, b in zip(seq, seq[1:]))   # noqa: E731
-    every_frame = _shown(sad, TrackingConfig(smoothing=0.0, label_margin=0.0, label_frames=1))
-    assert changes(every_frame) >= 3, f"the top class should flicker on this face: {every_frame}"
-    held = _shown(sad, TrackingConfig(smoothing=0.0))
-    assert changes(held) < changes(every_frame) and changes(held) <= 1, held
-    both = _shown(np.concatenate([sad, happy]), TrackingConfig())
-    assert changes(both[:60]) == 0, both
-    k = clf.task.class_names.index("happy")
-    assert both[-1] == k and both.index(k) < 60 + TrackingConfig().label_frames, both
