@@ -31,6 +31,17 @@ def read_log(path: Path, since: float) -> list[dict]:
     return rows
 
 
+def watch_camera(app_server, fake_camera, since: float, timeout_s: float = 45) -> None:
+    """Wait until the labels cover LOOPS loops of the camera's own time (or `timeout_s` passes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
+        clock = [r["t"] if r.get("source_t") is None else r["source_t"] for r in rows]
+        if rows and clock[-1] - clock[0] >= LOOPS * fake_camera.period_s:
+            return
+        time.sleep(1.0)
+
+
 def best_phase(times: np.ndarray, labels: list[str], camera) -> tuple[float, float]:
     """The loop offset that best explains the labels, and the fraction of labels it explains.
     The camera loops from an unknown moment, so every offset (0.05 s apart) is tried."""
@@ -52,13 +63,7 @@ def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot)
     start_webcam(page)          # annotated frames come back: the <video> in the component plays
 
     # watch the camera for LOOPS loops of its own time (frames the server is too busy for are dropped)
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
-        clock = [r["t"] if r.get("source_t") is None else r["source_t"] for r in rows]
-        if rows and clock[-1] - clock[0] >= LOOPS * fake_camera.period_s:
-            break
-        time.sleep(1.0)
+    watch_camera(app_server, fake_camera, since)
     page.wait_for_timeout(1200)                       # let the live panel refresh
     frames_shown = int(metric(page, "Frames processed"))
     fps_shown = float(metric(page, "Frames per second"))
@@ -112,13 +117,7 @@ def test_expression_reads_the_still_face_as_neutral(page, app_server, fake_camer
     assert_no_exception(page)
     since = time.time()
     start_webcam(page)
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
-        clock = [r["t"] if r.get("source_t") is None else r["source_t"] for r in rows]
-        if rows and clock[-1] - clock[0] >= LOOPS * fake_camera.period_s:
-            break
-        time.sleep(1.0)
+    watch_camera(app_server, fake_camera, since)
     screenshot(page, "webcam-expression")
     assert_no_exception(page)
     stop_webcam(page)
