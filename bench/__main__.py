@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench import EXPECTED_FACES, MediaError, default_media, frames, measure, summarize
+from bench import EXPECTED_FACES, VIDEO, MediaError, default_media, frames, measure, summarize
 from core.detect import LIVE_DETECTOR, DetectorConfig, FaceDetector
 from core.fileio import write_json_atomic
 from core.model import Classifier, ModelError, ModelMeta
@@ -151,6 +151,31 @@ def detector_config(settings: list[str]) -> DetectorConfig:
     return DetectorConfig(**base)
 
 
+def stream_inputs(args) -> dict:
+    """{name: (frames, true boxes or None, source)} for --video and --frames; MediaError when a file is missing."""
+    from bench.synthetic import default_genki
+    from bench.video import synthetic, video_frames
+
+    out = {}
+    if args.video is not None:
+        path = Path(args.video or Path(args.media) / VIDEO)
+        if not path.is_file():
+            raise MediaError(f"--video {path}: no such file")
+        import av
+
+        try:
+            clip = video_frames(path)
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"--video {path}: not a video this machine can read ({exc})") from None
+        out["video"] = (clip, None, portable_path(path))
+    if args.frames == "synthetic":
+        genki = Path(args.genki) if args.genki else default_genki()
+        if not (genki / "files").is_dir():
+            raise MediaError(f"--frames synthetic needs GENKI-4K's photos: {genki}/files is missing (pass --genki)")
+        out["synthetic"] = (*synthetic(genki), "bench/synthetic.py, seed 0, GENKI-4K photos")
+    return out
+
+
 def main(argv=None) -> int:
     quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -164,13 +189,21 @@ def main(argv=None) -> int:
                    help="a DetectorConfig setting to try, e.g. max_side=240 (repeatable)")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops")
     p.add_argument("--sweep", action="store_true", help="also time other detector settings (see bench/sweep.py)")
-    p.add_argument("--genki", help="GENKI-4K folder: the sweep adds each setting's face-found rate (minutes)")
+    p.add_argument("--genki", help="GENKI-4K folder: with --sweep, each setting's face-found rate (minutes); "
+                        "with --frames synthetic, the faces' source")
     p.add_argument("--explain", action="store_true",
                    help="also time the explanations: ms per face for Grad-CAM and occlusion (see bench/explain_speed.py)")
+    p.add_argument("--video", nargs="?", const="", metavar="FILE",
+                   help="also run a video through the tracked stream and the still-frame pipeline, interleaved "
+                        "(default file: <media>/smile_video.mp4): ms per frame, faces found, label agreement")
+    p.add_argument("--frames", choices=["synthetic"],
+                   help="synthetic: also run seeded GENKI-4K faces (60-200 px) on textured 640x480 backgrounds "
+                        "(bench/synthetic.py; GENKI-4K from --genki or ../shared): share of frames with the face found")
+    p.add_argument("--passes", type=int, default=3, help="times over the --video / --frames frames (timing only)")
     p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     args = p.parse_args(argv)
-    if args.iterations < 1 or args.min_seconds < 0:
-        print("error: --iterations must be at least 1 and --min-seconds at least 0", file=sys.stderr)
+    if args.iterations < 1 or args.min_seconds < 0 or args.passes < 1:
+        print("error: --iterations and --passes must be at least 1 and --min-seconds at least 0", file=sys.stderr)
         return 2
     model = Path(args.model) if args.model else models_root() / (args.task or "smile")
     try:
@@ -179,8 +212,14 @@ def main(argv=None) -> int:
         if args.task and task.name != args.task:
             raise ModelError(f"{model} is a '{task.name}' model, not a '{args.task}' model")
         frames(args.media)  # a missing media folder is reported before the model loads
+        streams = stream_inputs(args)
         result = run_benchmark(model, args.media, args.iterations, args.min_seconds, detector, not args.no_crops)
-        if args.sweep or args.genki:
+        for name, (clip, truth, source) in streams.items():
+            from bench.video import compare
+
+            r = compare(Classifier(model, crops=not args.no_crops), clip, truth, args.passes, detector)
+            result.setdefault("streams", {})[name] = {"source": source, **r}
+        if args.sweep:
             from bench.sweep import sweep
 
             result["detector_sweep"] = sweep(args.media, args.genki, args.iterations, args.min_seconds)
@@ -194,6 +233,10 @@ def main(argv=None) -> int:
         return 2
     write_json_atomic(args.json, result)
     print(summary(result))
+    for name, r in result.get("streams", {}).items():
+        from bench.video import summary as stream_summary
+
+        print(stream_summary(r, name))
     if "explain" in result:
         from bench.explain_speed import explain_summary
 

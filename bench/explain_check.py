@@ -28,8 +28,8 @@ def default_genki() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "genki4k"
 
 
-def test_faces(model: Path, data: Path):
-    """(Classifier, crops, labels) of the model's own test split of `data` (its metadata's split seed)."""
+def test_faces(model: Path, data: Path, split: str = "test"):
+    """(Classifier, crops, labels) of the model's own `split` ("test" or "val") of `data` (its metadata's split seed)."""
     from core.model import Classifier
     from training.datasets import load_dataset
     from training.faces import extract_faces
@@ -41,7 +41,7 @@ def test_faces(model: Path, data: Path):
         raise ModelError(f"{model} is a '{task.name}' model; this check is for smile models")
     ds = load_dataset(data, task)
     s = meta.extra.get("split", {})
-    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), "test"))
+    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), split))
     part = replace(ds, samples=[ds.samples[i] for i in idx])
     clf = Classifier(model)
     faces = extract_faces(part, clf.preprocess, "auto")
@@ -71,6 +71,38 @@ def block_outputs(model) -> list[str]:
             and len(l.output.shape) == 4 and (l.output.shape[1] or 0) > 1]
 
 
+def agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Mean over faces of the Pearson correlation of two methods' maps (flat maps count 0)."""
+    out = []
+    for x, y in zip(a, b):
+        x, y = x.ravel() - x.mean(), y.ravel() - y.mean()
+        den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+        out.append(float((x * y).sum()) / den if den > 0 else 0.0)
+    return float(np.mean(out)) if out else 0.0
+
+
+def choose_layer(model: Path, data: Path) -> dict:
+    """Per convolutional block, how well its Grad-CAM maps agree with occlusion's on the model's
+    validation faces it calls right (any class), and the block that agrees best: the layer to explain.
+    Occlusion is the model-agnostic reference; the test split and the mouth share play no part."""
+    from core.explain import Explainer
+    from core.pipeline import decide
+
+    clf, x, y = test_faces(model, data, "val")
+    pred = decide(clf.predict(x), clf.task, clf.meta.threshold)
+    x, y = x[pred == y], y[pred == y]
+    base = Explainer(clf, layer=block_outputs(clf.model)[-1], warm_up=False)
+    occ = [e.heat for e in base.explain(x, y, method="occlusion")]
+    by_layer = {}
+    for layer in block_outputs(clf.model):
+        ex = Explainer(clf, layer=layer, warm_up=False)
+        by_layer[layer] = {"resolution": list(ex.resolution),
+                           "agreement_with_occlusion": round(agreement([e.heat for e in ex.explain(x, y)], occ), 4)}
+    best = max(by_layer, key=lambda k: by_layer[k]["agreement_with_occlusion"])
+    return {"layer": best, "split": "val", "n": int(len(x)), "by_layer": by_layer,
+            "rule": "the block whose Grad-CAM maps correlate best with occlusion's on correctly called validation faces"}
+
+
 def summary_of(values: np.ndarray, rng: np.random.Generator) -> dict:
     """Mean, median and a bootstrap 95 % interval of the mean."""
     means = rng.choice(values, (BOOTSTRAP, len(values))).mean(axis=1) if len(values) else np.zeros(1)
@@ -79,8 +111,8 @@ def summary_of(values: np.ndarray, rng: np.random.Generator) -> dict:
             "n": int(len(values))}
 
 
-def run_check(model: Path, data: Path, seed: int = 0) -> dict:
-    """The figures of the module docstring, as a JSON-ready dict."""
+def run_check(model: Path, data: Path, seed: int = 0, layer: str | None = None) -> dict:
+    """The figures of the module docstring, as a JSON-ready dict (Grad-CAM on `layer`, default the model's)."""
     from core.explain import MOUTH, Explainer
     from core.pipeline import decide
 
@@ -89,7 +121,7 @@ def run_check(model: Path, data: Path, seed: int = 0) -> dict:
     task = clf.task
     pos = task.class_names.index(task.positive_class)
     pred = decide(clf.predict(x), task, clf.meta.threshold)
-    explainer = Explainer(clf)
+    explainer = Explainer(clf, layer=layer)
     rng = np.random.default_rng(seed)
     smiles = x[(y == pos) & (pred == pos)]
     others = x[(y != pos) & (pred != pos)]
@@ -134,11 +166,24 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(models_root() / "smile"), help="smile model folder (default: %(default)s)")
     p.add_argument("--data", default=str(default_genki()), help="GENKI-4K folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baselines and the bootstrap")
+    p.add_argument("--write-layer", action="store_true",
+                   help="choose Grad-CAM's block on the validation faces (best agreement with occlusion) and "
+                        "write it to the model's metadata.json as explain_layer, then measure with it")
     args = p.parse_args(argv)
     try:
         if not Path(args.data).exists():
             raise FileNotFoundError(f"no dataset at {args.data} (GENKI-4K; pass --data)")
+        chosen = None
+        if args.write_layer:
+            chosen = choose_layer(Path(args.model), Path(args.data))
+            meta = ModelMeta.load(args.model)
+            meta.extra["explain_layer"] = chosen["layer"]
+            meta.save(Path(args.model))
+            print(f"Grad-CAM layer: {chosen['layer']} (agreement with occlusion on {chosen['n']} validation faces: "
+                  + ", ".join(f"{k} {v['agreement_with_occlusion']:.3f}" for k, v in chosen["by_layer"].items()) + ")")
         out = run_check(Path(args.model), Path(args.data), args.seed)
+        if chosen:
+            out["layer_choice"] = chosen
     except (ModelError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

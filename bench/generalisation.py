@@ -33,6 +33,7 @@ import numpy as np
 from bench.conditions import CONDITIONS, CROP_CONDITIONS
 from core.detect import DetectorConfig, FaceDetector
 from core.fileio import write_json_atomic
+from core.portable import portable_path
 from core.tasks import Task
 
 MIN_N_WORST = 50
@@ -317,7 +318,7 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
     clf = Classifier(model)
     detector = FaceDetector(DetectorConfig())
     seen = trained_families(meta)
-    result = SuiteResult(task.name, str(model), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    result = SuiteResult(task.name, portable_path(model), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     t0 = time.perf_counter()
     for col in cols:
         x0, found0, boxes0 = face_crops(col, "as is", None, clf.preprocess, detector, use_cache)

@@ -1,14 +1,15 @@
-"""Load test on this machine: two browser webcam sessions and one training run on one Grin server.
+"""Load test on this machine: several browser webcam sessions and one training run on one Grin server.
 
-  python -m bench.load_test [--json bench/results/load_test.json] [--window 20] [--epochs 4]
+  python -m bench.load_test [--sessions 4] [--json bench/results/load_test.json] [--window 30] [--no-training]
 
-A real `streamlit run app.py` (localhost only), a real headless Chromium with two separate sessions
-whose fake camera plays ../shared/media/smile_video.mp4, and a training run started through
-training.launcher (queued, lowered CPU priority) as the Training page starts it. Measured per
-session from its own webcam page: processed frames per second (frames counted over the window) and
-the frame callback's latency (median and p95 of the last frames), first with the two sessions alone,
-then while the run trains; then whether the run finished, how long it took, and its threads' nice
-value. Every loop here is bounded in time; nothing leaves 127.0.0.1.
+A real `streamlit run app.py` (localhost only), a real headless Chromium with `--sessions` separate
+sessions (2 by default) whose fake camera plays ../shared/media/smile_video.mp4, and a training run
+started through training.launcher (queued, lowered CPU priority) as the Training page starts it.
+Measured per session from its own webcam page: processed frames per second (frames counted over the
+window) and the frame callback's latency (median and p95 of the last frames), first with the sessions
+alone, then while the run trains; then whether the run finished, how long it took, and its threads'
+nice value. The browser runs on the same CPUs as the server, so the figures are pessimistic. Every
+loop here is bounded in time; nothing leaves 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ sys.path.insert(0, str(REPO / "tests" / "browser"))   # the browser-test harness
 sys.path.insert(0, str(REPO / "tests"))
 
 from server import CHROMIUM, chromium_args, start_server, stop_server  # noqa: E402
+
+from core.portable import portable_path  # noqa: E402
 
 
 @dataclass
@@ -145,12 +148,17 @@ def thread_nice(pid: int) -> list[int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.load_test", description=__doc__.splitlines()[0])
-    p.add_argument("--json", default=str(REPO / "bench" / "results" / "load_test.json"))
-    p.add_argument("--window", type=float, default=30.0, help="seconds of measurement with the two sessions alone")
+    p.add_argument("--json", default="bench/results/load_test.json", help="write the figures here (default: %(default)s)")
+    p.add_argument("--sessions", type=int, default=2, help="browser sessions, each its own webcam stream (default: 2)")
+    p.add_argument("--window", type=float, default=30.0, help="seconds of measurement with the sessions alone")
+    p.add_argument("--no-training", action="store_true", help="measure the sessions alone, with no training run")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--per-class", type=int, default=300, help="training images per class")
     p.add_argument("--train-timeout", type=float, default=600.0)
     args = p.parse_args(argv)
+    if not 1 <= args.sessions <= 8 or args.window <= 0:
+        print("error: --sessions must be 1 to 8 and --window positive", file=sys.stderr)
+        return 2
     video = SHARED / "media" / "smile_video.mp4"
     if not video.is_file() or not Path(CHROMIUM).is_file():
         print(f"error: needs {video} (the fake camera) and {CHROMIUM}", file=sys.stderr)
@@ -158,7 +166,6 @@ def main(argv=None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from core.fileio import write_json_atomic
     from fake_camera import write_fake_camera
     from tiny_dataset import make_class_folders
     from training import launcher
@@ -175,7 +182,7 @@ def main(argv=None) -> int:
     camera = write_fake_camera(video, tmp / "camera.y4m")
     data = make_class_folders(tmp / "data", per_class=args.per_class)
     result: dict = {"machine": {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()},
-                    "settings": vars(args)}
+                    "settings": {**vars(args), "json": portable_path(args.json)}, "sessions": args.sessions}
     server, url = start_server(env, tmp / "streamlit.log", timeout_s=90)
     run = None
     try:
@@ -184,15 +191,19 @@ def main(argv=None) -> int:
                 *chromium_args(camera.path), "--disable-background-timer-throttling",
                 "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"])
             pages = []
-            for _ in range(2):   # two contexts: two independent Streamlit sessions
+            for _ in range(args.sessions):   # one context each: independent Streamlit sessions
                 ctx = browser.new_context(base_url=url, viewport={"width": 1300, "height": 900},
                                           permissions=["camera"])
                 ctx.set_default_timeout(90_000)
                 pages.append(ctx.new_page())
             for page in pages:
                 start_camera(page)
-            pages[0].wait_for_timeout(5000)   # let both streams settle
-            result["two_sessions"] = summarize(*watch(pages, args.window), log)
+            pages[0].wait_for_timeout(5000)   # let the streams settle
+            result["sessions_alone"] = summarize(*watch(pages, args.window), log)
+            if args.no_training:
+                result["sessions_streaming_at_the_end"] = [streaming(p) for p in pages]
+                browser.close()
+                return finish(result, tmp, args.json, ok=all(result["sessions_streaming_at_the_end"]))
 
             cfg = TrainConfig(task="smile", data=str(data), epochs=args.epochs, arch="compact",
                               faces="cropped", batch_size=32, precision="auto")
@@ -208,7 +219,7 @@ def main(argv=None) -> int:
             pid = Run(run.path).status().get("pid")
             nice = thread_nice(int(pid)) if pid else []
             during, drops = watch(pages, args.train_timeout, until=lambda: state() != "running")
-            result["two_sessions_while_training"] = summarize(during, drops, log)
+            result["sessions_while_training"] = summarize(during, drops, log)
             result["machine"]["busiest_processes_while_training"] = busiest_processes()
             while state() in ("queued", "preparing", "running") and time.monotonic() < deadline:
                 time.sleep(1)
@@ -228,12 +239,39 @@ def main(argv=None) -> int:
         if run is not None and Run(run.path).status().get("state") in launcher.ACTIVE_STATES:
             launcher.stop(run)
         stop_server(server)
+    return finish(result, tmp, args.json, ok=result["training"]["state"] == "finished")
+
+
+def finish(result: dict, tmp: Path, out: str, ok: bool) -> int:
+    """Write the figures, print a line per session; 0 when the run (if any) finished and streams stayed up."""
+    from core.fileio import write_json_atomic
+
     result["machine"]["load_average_after"] = os.getloadavg()
     result["server_log_tracebacks"] = (tmp / "streamlit.log").read_text().count("Traceback")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.json, result)
-    print(json.dumps(result, indent=2))
-    return 0 if result["training"]["state"] == "finished" else 1
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    print(summary(result))
+    return 0 if ok else 1
+
+
+def summary(result: dict) -> str:
+    lines = []
+    for key in ("sessions_alone", "sessions_while_training"):
+        part = result.get(key)
+        if not part:
+            continue
+        lines.append(f"{key.replace('_', ' ')} ({result['sessions']} sessions, all frames the server logged "
+                     f"{part['server_logged_fps_all_sessions']:.1f} fps):")
+        for i, s in enumerate(part["sessions"], 1):
+            lines.append(f"  session {i}: {s['processed_fps']:.1f} processed fps, callback latency median "
+                         f"{s['latency_median_ms']:.0f} ms, p95 up to {s['latency_p95_ms_max']:.0f} ms"
+                         + (f", stream ended at {s['stream_ended_at_s']} s" if s["stream_ended_at_s"] else ""))
+    t = result.get("training")
+    if t:
+        lines.append(f"training: {t['state']}, {t['epochs_done']}/{t['epochs']} epochs in {t['wall_seconds']:.0f} s, "
+                     f"thread nice {t['thread_nice_values']}")
+    lines.append(f"server tracebacks: {result['server_log_tracebacks']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

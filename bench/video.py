@@ -25,13 +25,14 @@ def video_frames(path: str | Path) -> list[np.ndarray]:
 
 
 def _agreement(tracked: list, still: list) -> tuple[int, int]:
-    """(faces of the still-frame pipeline matched by a tracked face with the same label, faces matched)."""
+    """(faces of the still-frame pipeline matched by a tracked face with the same label, faces matched);
+    `tracked`: Face objects."""
     same = matched = 0
     for face in still:
-        best = max(tracked, key=lambda t: iou(t.face.box, face.box), default=None)
-        if best is not None and iou(best.face.box, face.box) >= 0.3:
+        best = max(tracked, key=lambda t: iou(t.box, face.box), default=None)
+        if best is not None and iou(best.box, face.box) >= 0.3:
             matched += 1
-            same += best.face.index == face.index
+            same += best.index == face.index
     return same, matched
 
 
@@ -47,7 +48,7 @@ def compare(clf: Classifier, frames: list[np.ndarray], truth: list[list[Box]] | 
     cpu = {"tracked": [], "still": []}
     searches: dict[str, int] = {}
     found = {"tracked": 0, "still": 0}
-    same = matched = 0
+    same = matched = raw_same = 0
     for p in range(passes):
         follower = FaceFollower(Pipeline(clf, det), tracking or TrackingConfig())
         for i, frame in enumerate(frames):
@@ -62,8 +63,9 @@ def compare(clf: Classifier, frames: list[np.ndarray], truth: list[list[Box]] | 
             if p:
                 continue
             searches[follower.search] = searches.get(follower.search, 0) + 1
-            a, b = _agreement(tracked, faces)
+            a, b = _agreement([t.face for t in tracked], faces)
             same, matched = same + a, matched + b
+            raw_same += _agreement(follower.raw, faces)[0]
             boxes = {"tracked": [t.face.box for t in tracked], "still": [f.box for f in faces]}
             for k, got in boxes.items():
                 want = truth[i] if truth is not None else None
@@ -81,6 +83,8 @@ def compare(clf: Classifier, frames: list[np.ndarray], truth: list[list[Box]] | 
         "searches": searches,
         "label_agreement": round(same / matched, 4) if matched else None,
         "label_agreement_faces": matched,
+        # the labels of the tracked boxes before smoothing: how far the tracked crops alone change labels
+        "label_agreement_unsmoothed": round(raw_same / matched, 4) if matched else None,
     }
 
 
@@ -97,7 +101,8 @@ def synthetic(genki: str | Path, frames: int = 200, seed: int = 0) -> tuple[list
 def summary(r: dict, name: str) -> str:
     """Lines for people."""
     t, s = r["tracked_ms"], r["still_ms"]
-    agree = "-" if r["label_agreement"] is None else f"{r['label_agreement']:.2%}"
+    agree = "-" if r["label_agreement"] is None else \
+        f"{r['label_agreement']:.2%} (before smoothing {r['label_agreement_unsmoothed']:.2%})"
     return (f"{name}: {r['frames']} frames x {r['passes']}: tracked mean {t['mean']:.1f} ms, median {t['median']:.1f}, "
             f"p95 {t['p95']:.1f} (still-frame pipeline mean {s['mean']:.1f}, median {s['median']:.1f}); faces found "
             f"in {r['found_share']['tracked']:.1%} of frames (still {r['found_share']['still']:.1%}); label agreement "

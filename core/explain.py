@@ -1,7 +1,9 @@
 """Why a face got its label: heat maps of where the evidence for a class lies in the crop the model saw.
 
 Two methods, each one batched, compiled call for any number of faces:
-- Grad-CAM on the last convolutional block (the last layer with a spatial 4-D output before pooling);
+- Grad-CAM on a convolutional block: the one named by the model's metadata (`explain_layer`, chosen by
+  `python -m bench.explain_check --write-layer` as the block whose maps agree best with occlusion on
+  validation faces), else the last layer with a spatial 4-D output before pooling;
 - occlusion sensitivity (model-agnostic): every masked copy of every face in one batch, and how much
   the class's evidence drops when each square of the crop is hidden.
 
@@ -104,6 +106,9 @@ class Explainer:
 
         self.classifier = classifier
         model = classifier.model
+        layer = layer or classifier.meta.extra.get("explain_layer")
+        if layer and layer not in {l.name for l in model.layers}:
+            raise ValueError(f"model '{model.name}' has no layer '{layer}' to explain")
         self.layer = model.get_layer(layer) if layer else last_conv_layer(model)
         self._net = keras.Model(model.input, [self.layer.output, _logits(model)])
         shape = classifier.preprocess.input_shape

@@ -134,6 +134,7 @@ class FaceFollower:
         self._since_fine = 0
         self._last_t: float | None = None
         self.search = ""      # how the last frame was searched: "fine", "coarse" (whole frame) or "near"
+        self.raw: list[Face] = []   # the last frame's faces before smoothing (the tracked boxes, this frame's probabilities)
 
     @property
     def detected(self) -> bool:
@@ -177,7 +178,7 @@ class FaceFollower:
         self._last_t = t
         found = self.find(image)
         boxes, fresh = self.tracker.coast(found), len(found)
-        faces = self.pipeline.classify(image, boxes)
+        faces = self.raw = self.pipeline.classify(image, boxes)
         tracks = self.tracker.update(boxes, np.array([f.probs for f in faces]), fresh, dt)
         task = self.pipeline.task
         probs = np.array([t.probs for t in tracks]).reshape(len(tracks), task.n_classes)

@@ -153,7 +153,7 @@ def mistakes_section(view: explore.DatasetView, root: str, sel: Selection) -> No
         st.caption(f"{len(m.rows)} mistakes, most confident first (model {Path(sel.model_path).name})")
         if len(m.rows):
             shown = m.rows.head(3 * GRID_COLUMNS)
-            method = st.segmented_control("Heat maps", ["none", *METHOD_TITLES], default="grad-cam",
+            method = st.segmented_control("Heat maps", ["none", *METHOD_TITLES], default="occlusion",
                                           format_func=lambda k: METHOD_TITLES.get(k, "None"),
                                           key="explorer.mistake_heat",
                                           help="Over each crop, where the evidence for the wrong label lies")

@@ -141,7 +141,7 @@ def test_evaluate_reports_a_missing_dataset(tmp_path):
 def test_bench_writes_the_documented_figures(tmp_path):
     out = tmp_path / "bench.json"
     proc = cli("bench", "--json", str(out), "--iterations", "3", "--min-seconds", "0", "--sweep",
-               "--detector", "min_neighbors=5")
+               "--detector", "min_neighbors=5", "--video", "--passes", "1")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(out.read_text())
     for kind in ("one_face", "four_faces"):
@@ -157,6 +157,18 @@ def test_bench_writes_the_documented_figures(tmp_path):
     sweep = r["detector_sweep"]
     assert sweep[0]["change"] == {} and sweep[0]["finds_all"] and len(sweep) > 3
     assert all(row["detect_cpu_ms"]["one_face"] > 0 for row in sweep)
+    video = r["streams"]["video"]
+    assert video["source"] == "<shared>/media/smile_video.mp4" and video["frames"] > 60
+    assert video["found_share"]["tracked"] > 0.9 and video["searches"]["near"] > video["searches"]["fine"]
+    assert 0.9 <= video["label_agreement"] <= video["label_agreement_unsmoothed"] <= 1
+    assert video["tracked_ms"]["mean"] > 0 and "video: " in proc.stdout
+
+
+@needs_media
+def test_bench_reports_a_missing_video_before_timing(tmp_path):
+    proc = cli("bench", "--json", str(tmp_path / "b.json"), "--video", str(tmp_path / "none.mp4"))
+    assert proc.returncode == 2 and "none.mp4: no such file" in proc.stderr
+    assert not (tmp_path / "b.json").exists()
 
 
 @needs_media
@@ -252,3 +264,17 @@ def test_evaluate_smile_against_every_other_fer_expression(tmp_path):
     assert rates["happy"]["smile_rate"] >= 0.75 > rates["neutral"]["smile_rate"] + 0.25
     proc = cli("training.evaluate", "--model", "models/expression", "--data", str(data), "--fer-negatives", "1")
     assert proc.returncode == 2 and "it is for smile models" in proc.stderr
+
+
+def test_bench_peers_skips_clearly_when_fer_is_not_installed(tmp_path):
+    if not (SHARED / "datasets" / "genki4k" / "files").is_dir():
+        pytest.skip("GENKI-4K is absent (../shared/datasets/genki4k)")
+    out = tmp_path / "peers.json"
+    proc = cli("bench.peers", "--json", str(out), "--venv", str(tmp_path / "no-venv"), "--no-install")
+    assert proc.returncode == 0 and "skipped: " in proc.stderr and "has no `fer` package" in proc.stderr
+    assert not out.exists()
+
+
+def test_bench_peers_needs_the_faces_it_pastes(tmp_path):
+    proc = cli("bench.peers", "--json", str(tmp_path / "p.json"), "--genki", str(tmp_path))
+    assert proc.returncode == 2 and "pass GENKI-4K's folder with --genki" in proc.stderr

@@ -227,7 +227,7 @@ def test_bench_times_both_methods(smile_classifier):
     from bench import default_media
     from bench.explain_speed import explain_benchmark, explain_summary
 
-    from conftest import need
+    from tests.conftest import need
 
     r = explain_benchmark(smile_classifier, need(default_media()), iterations=3, min_seconds=0)
     assert r["faces"] == {"one_face": 1, "four_faces": 4}

@@ -218,3 +218,25 @@ def test_condition_checks_of_a_large_collection_read_an_even_subset():
     assert (sub.labels == y[::3]).all() and sub.load(5)[0, 0] == 15 and sub.key != col.key
     small = condition_subset(Collection("g", "d", "test", y[:599], col.load, False, "k2", "genki4k"))
     assert small.every == 1 and len(small.labels) == 599 and small.key == "k2"
+
+
+def test_training_jpeg_compression_is_the_suites_jpeg_condition(photo_and_box):
+    """--jpeg compresses training faces as hard as the suite's jpeg10 condition at its strongest, and
+    leaves them alone at probability 0."""
+    import tensorflow as tf
+
+    from bench.conditions import CONDITIONS
+    from training.augment import JPEG_QUALITY, make_augmenter
+    from training.config import Augment
+
+    photo, box = photo_and_box
+    bx, by, bw, bh = box
+    face = cv2.resize(cv2.cvtColor(photo[by:by + bh, bx:bx + bw], cv2.COLOR_RGB2GRAY), (48, 48))
+    batch = tf.constant(np.repeat(face[None, ..., None].astype(np.float32), 8, 0))
+    off = dict(flip=False, shift=0, rotate=0, zoom=0, brightness_contrast=0, blur=0)
+    same, _ = make_augmenter(Augment(jpeg=0.0, **off), 48, 0)(batch, tf.zeros([8, 7]))
+    hard, _ = make_augmenter(Augment(jpeg=1.0, **off), 48, 0)(batch, tf.zeros([8, 7]))
+    assert np.array_equal(same.numpy(), batch.numpy())
+    changed = np.abs(hard.numpy() - batch.numpy()).mean(axis=(1, 2, 3))
+    assert (changed > 1.0).all(), changed
+    assert JPEG_QUALITY[0] == 10 and "jpeg10" in CONDITIONS

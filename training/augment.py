@@ -1,4 +1,5 @@
-"""Batch augmentation for tf.data: looser and tighter framings, flips, shifts, rotation, zoom, light, blur, erasing, mixup."""
+"""Batch augmentation for tf.data: looser and tighter framings, flips, shifts, rotation, zoom, light, blur,
+JPEG compression, erasing, mixup."""
 from __future__ import annotations
 
 import keras
@@ -33,6 +34,7 @@ def make_loose_cropper(prob: float, size: int, seed: int):
     return crop
 
 
+JPEG_QUALITY = (10, 50)   # the range of --jpeg's compression (bench.conditions' jpeg10 is its hardest)
 TIGHT_MIN = 0.62   # the tightest framing: this fraction of the model's crop side (eyes to chin)
 
 
@@ -97,6 +99,21 @@ def make_augmenter(cfg: Augment, size: int, seed: int):
         mask = tf.cast(gen.uniform([tf.shape(x)[0], 1, 1, 1]) < cfg.blur, x.dtype)
         return mask * up + (1 - mask) * x
 
+    def jpeg(x):
+        if not cfg.jpeg:
+            return x
+        n = tf.shape(x)[0]
+        quality = tf.cast(gen.uniform([n], JPEG_QUALITY[0], JPEG_QUALITY[1] + 1), tf.int32)
+        apply = gen.uniform([n]) < cfg.jpeg
+
+        def one(args):
+            img, q, on = args
+            img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+            out = tf.cond(on, lambda: tf.image.adjust_jpeg_quality(img, q), lambda: img)
+            return tf.cast(out, tf.float32)
+
+        return tf.map_fn(one, (x, quality, apply), fn_output_signature=tf.float32)
+
     def erase(x):
         if not cfg.erasing:
             return x
@@ -129,7 +146,7 @@ def make_augmenter(cfg: Augment, size: int, seed: int):
     def augment(x, y):
         for layer in geo:
             x = layer(x, training=True)
-        x = light(blur(x))
+        x = jpeg(light(blur(x)))
         x = erase(x)
         x, y = mixup(x, y)
         return x, y

@@ -29,6 +29,7 @@ class Augment:
     mixup: float = 0.0           # mixup alpha; 0 is off
     loose: float = 0.0           # probability of a looser framing (up to 1.8x), cut from a wider crop of the photo
     tight: float = 0.0           # probability of a tighter framing, down to eyes-to-chin (close-up and LFW-style crops)
+    jpeg: float = 0.0            # probability of strong JPEG compression (quality 10-50: webcams, messaging apps)
 
 
 @dataclass
@@ -209,7 +210,7 @@ class TrainConfig:
         need(0 <= a.shift <= 0.4 and 0 <= a.rotate <= 45 and 0 <= a.zoom <= 0.5,
              "augmentation strengths out of range (shift <= 0.4, rotate <= 45, zoom <= 0.5)")
         need(0 <= a.brightness_contrast <= 1 and 0 <= a.blur <= 1 and 0 <= a.erasing <= 1 and 0 <= a.mixup <= 1
-             and 0 <= a.loose <= 1 and 0 <= a.tight <= 1,
+             and 0 <= a.loose <= 1 and 0 <= a.tight <= 1 and 0 <= a.jpeg <= 1,
              "augmentation probabilities must be in [0, 1]")
 
 
