@@ -5,7 +5,7 @@ import pytest
 
 from core.detect import LIVE_DETECTOR, FaceDetector
 from core.pipeline import Pipeline
-from core.tracking import FaceFollower, FaceTracker, TrackingConfig, iou
+from core.tracking import FaceFollower, FaceTracker, Track, TrackingConfig, iou
 
 
 def test_iou():
@@ -118,3 +118,20 @@ def test_follower_applies_the_pipeline_threshold(smile_classifier, smile_frames)
     low = FaceFollower(Pipeline(smile_classifier, FaceDetector(), threshold=0.0))(frame)
     high = FaceFollower(Pipeline(smile_classifier, FaceDetector(), threshold=1.0001))(frame)
     assert low[0].face.label == "smile" and high[0].face.label == "no smile"
+
+
+def test_label_hysteresis_holds_a_shown_class_against_a_narrow_flickering_lead():
+    """Seven classes: a challenger that tops the shown class by less than label_margin, or not for
+    label_frames frames in a row, does not take the label; a clear lead or a steady one does."""
+    cfg = TrackingConfig(label_margin=0.15, label_frames=4)
+    track = Track(0, (0, 0, 10, 10), np.zeros(7))
+
+    def show(probs: dict[int, float]) -> int:
+        track.probs = np.array([probs.get(i, 0.0) for i in range(7)])
+        return track.hold_label(int(np.argmax(track.probs)), cfg)
+
+    assert show({4: 0.5, 5: 0.3}) == 4                      # neutral shown first
+    flicker = [{4: 0.40, 5: 0.45}, {4: 0.45, 5: 0.40}] * 4  # sad leads by 0.05 every other frame
+    assert [show(p) for p in flicker] == [4] * 8
+    assert [show({4: 0.40, 5: 0.45}) for _ in range(4)] == [4, 4, 4, 5]   # a steady lead: after 4 frames
+    assert show({5: 0.2, 0: 0.6}) == 0                      # a clear lead (0.4 > 0.15): at once
