@@ -260,7 +260,7 @@ def model_crops(view: DatasetView, pp, index: np.ndarray) -> np.ndarray:
     return extract_faces(part, pp, "auto").x
 
 
-def mistake_heatmaps(view: DatasetView, explainer, rows: pd.DataFrame, method: str = "grad-cam",
+def mistake_heatmaps(view: DatasetView, explainer, rows: pd.DataFrame, method: str = "occlusion",
                      side: int = 128) -> list[np.ndarray]:
     """For each mistake (rows of Mistakes.rows), the crop the model saw under the heat map of the class it
     wrongly gave (RGB, `side` px): what the model looked at when it got the face wrong."""
