@@ -295,9 +295,11 @@ def face_crops(col: Collection, condition: str, boxes: np.ndarray | None, pp, de
 
 def run_suite(model: str | Path, genki: str | None = None, fer: str | None = None, media: str | None = None,
               conditions: tuple[str, ...] | None = None, use_cache: bool = True,
-              log: Callable[[str], None] | None = None, split: str = "test") -> SuiteResult:
+              log: Callable[[str], None] | None = None, split: str = "test",
+              only: tuple[str, ...] | None = None) -> SuiteResult:
     """Every check that the given collections allow, for one model folder. `split="val"` reads the validation
-    parts of GENKI-4K and FER-2013 instead of their test splits: the figures to choose recipes by."""
+    parts of GENKI-4K and FER-2013 instead of their test splits: the figures to choose recipes by.
+    `only`: just the collections of these names (e.g. the ship rules' benchmark split)."""
     from core.model import Classifier, ModelMeta
     from core.pipeline import decide
 
@@ -313,6 +315,8 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
         cols += fer_collections(fer, task, split_cfg, split)
     if media:
         cols += media_collections(media, task)
+    if only is not None:
+        cols = [c for c in cols if c.name in only]
     if not cols:
         raise ValueError("no collection to check: give --genki, --fer or --media (none was found)")
     clf = Classifier(model)

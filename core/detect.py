@@ -27,13 +27,15 @@ class DetectorConfig:
     # (tilted heads), each with the retry settings.
     fallback_cascades: tuple[str, ...] = ("haarcascade_frontalface_alt2.xml",)
     fallback_angles: tuple[float, ...] = (-15.0, 15.0, -30.0, 30.0)
-    # Streams (core.tracking.FaceFollower): the whole frame is searched finely (the `full_` settings)
-    # every `full_every` frames and when a tracked face is lost; with no face tracked, the fine search
-    # runs every `idle_every` frames and this coarse one in between; otherwise each tracked face is
+    # Streams (core.tracking.FaceFollower): the whole frame is searched every `full_every` frames, finely
+    # (the `full_` settings) each `fine_every`-th time and coarsely (the settings above) the others, and
+    # finely when a tracked face is lost; with no face tracked, the fine search runs every `idle_every`
+    # frames and the coarse one in between; otherwise each tracked face is
     # looked for only within `roi_margin` (of its side) around its box, at sizes `roi_sizes` times its
     # own, on a copy scaled so that the face is at most `roi_face_px` wide (each width in turn until
     # it is found: a coarse, cheap look first, then a finer one; small faces keep their resolution).
     full_every: int = 2
+    fine_every: int = 1
     idle_every: int = 1
     full_max_side: int = 0              # 0: as max_side
     full_scale_factor: float = 0.0      # 0: as scale_factor
@@ -57,11 +59,12 @@ class DetectorConfig:
 # detections, so a smaller, coarser search is worth its speed. Measured by `python -m bench --sweep`:
 # 10 ms per 640x480 frame against 40 ms for the photo settings; Haar normalises each window's
 # contrast itself, so histogram equalisation only costs time here.
-# In a stream the fine whole-frame search (full resolution, OpenCV's finer scale steps, faces from 50 px:
-# what finds the small faces) runs every 20 frames (1.3 s at 15 fps), or when a face is lost.
+# In a stream the whole frame is searched every 20 frames (1.3 s at 15 fps): coarsely (about 8 ms, new
+# faces from 72 px), and every third time finely (full resolution, OpenCV's finer scale steps, faces from
+# 50 px: what finds the small faces, 40-120 ms), and finely at once when a face is lost.
 LIVE_DETECTOR = DetectorConfig(max_side=240, scale_factor=1.2, min_face_frac=0.15, equalize=False,
-                               full_every=20, idle_every=5, full_max_side=640, full_scale_factor=1.1,
-                               full_min_face_px=50)
+                               full_every=20, fine_every=3, idle_every=5, full_max_side=640,
+                               full_scale_factor=1.1, full_min_face_px=50)
 
 
 class FaceDetector:

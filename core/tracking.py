@@ -124,7 +124,7 @@ class TrackedFace:
 @dataclass
 class FaceFollower:
     """A pipeline over a stream of frames: labelled, smoothed faces for each frame, found on the
-    detection schedule of the pipeline's DetectorConfig (`full_every`, `idle_every`, `roi_*`)."""
+    detection schedule of the pipeline's DetectorConfig (`full_every`, `fine_every`, `idle_every`, `roi_*`)."""
 
     pipeline: Pipeline
     config: TrackingConfig = field(default_factory=TrackingConfig)
@@ -132,6 +132,7 @@ class FaceFollower:
     def __post_init__(self):
         self.tracker = FaceTracker(self.config)
         self._since_fine = 0
+        self._whole = 0       # scheduled whole-frame searches while faces were tracked (every fine_every-th is fine)
         self._last_t: float | None = None
         self.search = ""      # how the last frame was searched: "fine", "coarse" (whole frame) or "near"
         self.raw: list[Face] = []   # the last frame's faces before smoothing (the tracked boxes, this frame's probabilities)
@@ -143,7 +144,7 @@ class FaceFollower:
 
     def reset(self) -> None:
         self.tracker.reset()
-        self._since_fine = 0
+        self._since_fine = self._whole = 0
         self._last_t = None
 
     @property
@@ -157,13 +158,20 @@ class FaceFollower:
         cfg, tracks = det.config, self.tracker.tracks
         due = self._since_fine + 1 >= (cfg.full_every if tracks else cfg.idle_every)
         near: list[Box] = []
+        lost = False
         if tracks and not due:
             found = [det.search_near(image, t.box) for t in tracks]
             near = _distinct([b for b in found if b is not None])
-            # a face just lost (not one already coasting): search the whole frame for it
-            due = any(b is None and not t.missed for b, t in zip(found, tracks))
+            # a face just lost (not one already coasting): search the whole frame finely for it
+            lost = any(b is None and not t.missed for b, t in zip(found, tracks))
             self.search = "near"
-        if due:
+        if due and tracks and not lost:
+            self._whole += 1
+            if self._whole % max(1, cfg.fine_every):    # a scheduled search, coarse this time (new faces)
+                self.search, self._since_fine = "coarse", 0   # ... and the tracked ones where they are,
+                near = [det.search_near(image, t.box) for t in tracks]   # small ones included
+                return _distinct([b for b in near if b is not None] + det.detect(image))
+        if due or lost:
             self.search, self._since_fine = "fine", 0
             return _distinct(near + det.detect_fine(image))
         self._since_fine += 1

@@ -85,11 +85,17 @@ def build_context() -> list[str]:
     """Files Docker would send (git-visible files and the bundled models, less .dockerignore)."""
     patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
                 if ln.strip() and not ln.startswith("#")]
+    prune = not any(p.startswith("!") for p in patterns)   # with no '!', an ignored folder is ignored whole
     files = []
-    for p in REPO.rglob("*"):
-        rel = p.relative_to(REPO).as_posix()
-        if p.is_file() and not rel.startswith((".git/", ".venv/")) and not ignored(rel, patterns):
-            files.append(rel)
+    for folder, dirs, names in os.walk(REPO):
+        base = Path(folder).relative_to(REPO).as_posix()
+        base = "" if base == "." else base
+        rels = {d: f"{base}/{d}".lstrip("/") for d in dirs}
+        dirs[:] = [d for d in dirs if rels[d] not in (".git", ".venv") and not (prune and ignored(rels[d], patterns))]
+        for name in names:
+            rel = f"{base}/{name}".lstrip("/")
+            if not ignored(rel, patterns):
+                files.append(rel)
     return sorted(files)
 
 

@@ -169,19 +169,22 @@ def test_every_check_on_small_collections(task, tiny_collections, tmp_path, monk
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["smile", "expression"])
 def test_shipped_models_keep_their_floors(task):
-    """Each shipped model's benchmark split, re-measured, and its recorded size and speed keep the floors."""
+    """Each shipped model's benchmark split, re-measured whole as the app runs the model (all 3,589 PrivateTest
+    faces with the ten-crop test: a part would carry sampling error of +-1.7 points at 700 faces), and its
+    recorded size and speed keep the floors; the card's figure is the one measured."""
     f = FLOORS[task]
     data = GENKI if task == "smile" else FER
     if not data.is_dir():
         pytest.skip(f"{data} is absent: the benchmark split cannot be measured")
     folder = MODELS / task
     suite = run_suite(folder, str(GENKI) if task == "smile" else None, str(FER) if task == "expression" else None,
-                      conditions=())
+                      conditions=(), only=(f.benchmark_check,))
     bench = json.loads((folder / "bench.json").read_text())
     assert floor_failures(task, suite.as_dict(), model_size_mb(folder), one_face_ms(bench)) == []
     recorded = json.loads((folder / "generalisation.json").read_text())
     check = next(c for c in recorded["checks"] if c["name"] == f.benchmark_check)
     measured = next(c for c in suite.checks if c.name == f.benchmark_check)
+    assert measured.n == check["n"] == {"smile": 599, "expression": 3589}[task]
     assert measured.accuracy == pytest.approx(check["accuracy"], abs=0.004)   # the card's figure is current
 
 

@@ -52,9 +52,11 @@ def test_the_whole_frame_is_searched_every_n_frames(pipeline, photos):
         searches.append(follower.search)
         found += any(iou(f.face.box, boxes[0]) >= 0.3 for f in faces)
     assert searches[0] == "coarse"           # nothing tracked yet
-    fine = [i for i, s in enumerate(searches) if s == "fine"]
-    assert fine == list(range(N - 1, len(searches), N)), searches
-    assert all(s == "near" for i, s in enumerate(searches[1:], 1) if i not in fine)
+    whole = [i for i, s in enumerate(searches[1:], 1) if s != "near"]
+    assert whole == list(range(N - 1, len(searches), N)), searches
+    every = pipeline.detector.config.fine_every
+    assert every > 1 and [searches[i] for i in whole] == ["fine" if k % every == every - 1 else "coarse"
+                                                          for k in range(len(whole))], searches
     assert found == len(searches), "the drifting face is followed in every frame"
 
 
