@@ -88,6 +88,7 @@ def compare(frames: list[np.ndarray], truth: list[list], python: Path, model: Pa
     from core.detect import LIVE_DETECTOR, FaceDetector
     from core.model import Classifier
     from core.pipeline import Pipeline
+    from bench.video import VIDEO_FPS
     from core.tracking import FaceFollower
 
     clf = Classifier(model)
@@ -107,7 +108,7 @@ def compare(frames: list[np.ndarray], truth: list[list], python: Path, model: Pa
                 boxes = {"fer": [tuple(b) for b in r["boxes"]]}
                 ms["fer"].append(r["ms"])
                 cpu["fer"].append(r["cpu_ms"])
-                for side, call in (("grin_tracked", lambda: [t.face for t in follower(frame, t=i / 15.0)]),
+                for side, call in (("grin_tracked", lambda: [t.face for t in follower(frame, t=i / VIDEO_FPS)]),
                                    ("grin_still", lambda: still(frame))):
                     t0, c0 = time.perf_counter(), time.process_time()
                     faces = call()
