@@ -91,6 +91,25 @@ def measure(fns: dict[str, Callable[[], object]], iterations: int, min_seconds: 
     return times
 
 
+class Stopwatch:
+    """Wall and CPU milliseconds of calls, kept per named side (for interleaved comparisons)."""
+
+    def __init__(self, *sides: str):
+        self.ms: dict[str, list[float]] = {s: [] for s in sides}
+        self.cpu: dict[str, list[float]] = {s: [] for s in sides}
+
+    def record(self, side: str, ms: float, cpu_ms: float) -> None:
+        self.ms[side].append(ms)
+        self.cpu[side].append(cpu_ms)
+
+    def __call__(self, side: str, fn: Callable[[], object]):
+        """fn()'s result, its times recorded under `side`."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        self.record(side, (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000)
+        return out
+
+
 def summarize(times_ms: list[float]) -> dict:
     arr = np.asarray(times_ms)
     return {"median": round(float(np.median(arr)), 3), "p95": round(float(np.percentile(arr, 95)), 3),

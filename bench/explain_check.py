@@ -19,13 +19,10 @@ import numpy as np
 from core.fileio import write_json_atomic
 from core.model import ModelError, ModelMeta
 from core.portable import portable_command, portable_path
+from bench.synthetic import default_genki
 from core.registry import models_root
 
 BOOTSTRAP = 2000
-
-
-def default_genki() -> Path:
-    return Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "genki4k"
 
 
 def test_faces(model: Path, data: Path, split: str = "test"):

@@ -12,12 +12,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench import MediaError, summarize
+from bench import MediaError, Stopwatch, summarize
 from bench.synthetic import default_genki, found
 from core.fileio import write_json_atomic
 from core.model import ModelError
@@ -95,8 +94,8 @@ def compare(frames: list[np.ndarray], truth: list[list], python: Path, model: Pa
     det = FaceDetector(LIVE_DETECTOR)
     still, follower = Pipeline(clf, det), FaceFollower(Pipeline(clf, det))
     sides = ("fer", "grin_tracked", "grin_still")
-    ms = {k: [] for k in sides}
-    cpu = {k: [] for k in sides}
+    watch = Stopwatch(*sides)
+    ms, cpu = watch.ms, watch.cpu
     hits = {k: 0 for k in sides}
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "frames.npy"
@@ -106,15 +105,10 @@ def compare(frames: list[np.ndarray], truth: list[list], python: Path, model: Pa
             for i, frame in enumerate(frames):
                 r = fer(i)
                 boxes = {"fer": [tuple(b) for b in r["boxes"]]}
-                ms["fer"].append(r["ms"])
-                cpu["fer"].append(r["cpu_ms"])
+                watch.record("fer", r["ms"], r["cpu_ms"])
                 for side, call in (("grin_tracked", lambda: [t.face for t in follower(frame, t=i / VIDEO_FPS)]),
                                    ("grin_still", lambda: still(frame))):
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    faces = call()
-                    ms[side].append((time.perf_counter() - t0) * 1000)
-                    cpu[side].append((time.process_time() - c0) * 1000)
-                    boxes[side] = [f.box for f in faces]
+                    boxes[side] = [f.box for f in watch(side, call)]
                 for side in sides:
                     hits[side] += all(found(b, boxes[side]) for b in truth[i])
         finally:

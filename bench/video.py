@@ -2,12 +2,11 @@
 frame and interleaved: `python -m bench --video FILE` and `python -m bench --frames synthetic`."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench import FRAME_H, FRAME_W, letterbox, summarize
+from bench import FRAME_H, FRAME_W, Stopwatch, letterbox, summarize
 from core.detect import LIVE_DETECTOR, Box, DetectorConfig, FaceDetector
 from core.model import Classifier
 from core.pipeline import Pipeline
@@ -44,22 +43,16 @@ def compare(clf: Classifier, frames: list[np.ndarray], truth: list[list[Box]] | 
     `truth`: the true face boxes of each frame (a face counts as found when a box overlaps it 0.3)."""
     det = FaceDetector(detector or LIVE_DETECTOR)
     still = Pipeline(clf, det)
-    ms = {"tracked": [], "still": []}
-    cpu = {"tracked": [], "still": []}
+    watch = Stopwatch("tracked", "still")
+    ms, cpu = watch.ms, watch.cpu
     searches: dict[str, int] = {}
     found = {"tracked": 0, "still": 0}
     same = matched = raw_same = 0
     for p in range(passes):
         follower = FaceFollower(Pipeline(clf, det), tracking or TrackingConfig())
         for i, frame in enumerate(frames):
-            t0, c0 = time.perf_counter(), time.process_time()
-            tracked = follower(frame, t=i / VIDEO_FPS)
-            ms["tracked"].append((time.perf_counter() - t0) * 1000)
-            cpu["tracked"].append((time.process_time() - c0) * 1000)
-            t0, c0 = time.perf_counter(), time.process_time()
-            faces = still(frame)
-            ms["still"].append((time.perf_counter() - t0) * 1000)
-            cpu["still"].append((time.process_time() - c0) * 1000)
+            tracked = watch("tracked", lambda: follower(frame, t=i / VIDEO_FPS))
+            faces = watch("still", lambda: still(frame))
             if p:
                 continue
             searches[follower.search] = searches.get(follower.search, 0) + 1

@@ -17,6 +17,10 @@ __all__ = ["FaceFollower", "FaceTracker", "TrackedFace", "TrackingConfig", "Trac
 class TrackingConfig:
     smoothing: float = 0.6       # weight of the past in each face's moving average of probabilities (0: none),
     smoothing_fps: float = 15.0  # ... per frame at this rate: with frame times, slower streams smooth less
+    # ... and the bigger a frame's change, the less it is smoothed (the speed term of a one-euro filter): the
+    # weight is raised to 1 + smoothing_speed * (largest change of a probability). Noise near the threshold
+    # stays smoothed; a confident change of expression shows at once instead of a frame late. 0: fixed weight.
+    smoothing_speed: float = 2.0
     box_smoothing: float = 0.4   # weight of the past for box corners when the detector runs again
     min_iou: float = 0.3         # a new box continues a track when they overlap at least this much
     max_missed: int = 2          # detections a face may be missed and still be shown at its last box
@@ -98,7 +102,8 @@ class FaceTracker:
             p = np.asarray(probs[i], np.float32)
             if i in pairs:
                 t = self.tracks[pairs[i]]
-                t.probs = w * t.probs + (1.0 - w) * p
+                wt = w ** (1.0 + c.smoothing_speed * float(np.abs(p - t.probs).max()))
+                t.probs = wt * t.probs + (1.0 - wt) * p
                 if i < fresh:
                     t.box = _blend(t.box, box, c.box_smoothing)
                     t.missed = 0

@@ -31,20 +31,36 @@ def test_tracks_keep_their_ids_while_faces_move_a_little():
     assert third[0].id not in ids and len(tracker.tracks) == 1
 
 
-def test_smoothing_stops_a_single_odd_frame_from_flipping_the_probabilities():
-    tracker = FaceTracker(TrackingConfig(smoothing=0.6))
+def test_smoothing_stops_a_single_unsure_frame_from_flipping_the_probabilities():
+    tracker = FaceTracker(TrackingConfig(smoothing=0.6, smoothing_speed=2.0))
     box = (50, 50, 100, 100)
     for _ in range(10):
         tracker.update([box], np.array([[0.9, 0.1]]))
-    t = tracker.update([box], np.array([[0.1, 0.9]]))[0]   # one odd frame
-    assert t.probs[1] < 0.5 and t.probs[1] == pytest.approx(0.6 * 0.1 + 0.4 * 0.9)
+    t = tracker.update([box], np.array([[0.4, 0.6]]))[0]   # one odd, unsure frame: a change of 0.5
+    w = 0.6 ** (1 + 2.0 * 0.5)
+    assert t.probs[1] < 0.5 and t.probs[1] == pytest.approx(w * 0.1 + (1 - w) * 0.6)
     for _ in range(8):                                      # a lasting change gets through
         t = tracker.update([box], np.array([[0.1, 0.9]]))[0]
     assert t.probs[1] > 0.85
 
 
+def test_a_confident_change_shows_at_once_a_small_one_is_smoothed():
+    box = (50, 50, 100, 100)
+    for speed, flips in ((2.0, True), (0.0, False)):
+        tracker = FaceTracker(TrackingConfig(smoothing=0.6, smoothing_speed=speed))
+        for _ in range(5):
+            tracker.update([box], np.array([[0.95, 0.05]]))
+        t = tracker.update([box], np.array([[0.05, 0.95]]))[0]
+        assert (t.probs[1] > 0.5) == flips, (speed, t.probs)
+    tracker = FaceTracker(TrackingConfig(smoothing=0.6, smoothing_speed=2.0))
+    tracker.update([box], np.array([[0.6, 0.4]]))
+    t = tracker.update([box], np.array([[0.5, 0.5]]))[0]    # a small change keeps nearly all the smoothing
+    w = 0.6 ** 1.2
+    assert t.probs[1] == pytest.approx(w * 0.4 + (1 - w) * 0.5)
+
+
 def test_smoothing_follows_time_when_frame_times_are_known():
-    cfg = TrackingConfig(smoothing=0.6, smoothing_fps=15.0)
+    cfg = TrackingConfig(smoothing=0.6, smoothing_fps=15.0, smoothing_speed=0.0)
     box = (0, 0, 50, 50)
     at_rate = FaceTracker(cfg)
     at_rate.update([box], np.array([[1.0, 0.0]]))
