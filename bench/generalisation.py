@@ -77,6 +77,7 @@ class Check:
     faces_found: float | None = None
     trained_on_collection: bool = False
     note: str = ""
+    labels: str = ""               # "as is" checks: the class index given to each face, one digit a face
 
 
 @dataclass
@@ -346,7 +347,8 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
             result.checks.append(Check(
                 name=name, group=group, dataset=col.dataset, split=col.split, condition=condition,
                 faces_found=None if col.cropped else round(float(found.mean()), 4),
-                trained_on_collection=in_training, note=note, **figures))
+                trained_on_collection=in_training, note=note,
+                labels="".join(map(str, pred)) if condition == "as is" else "", **figures))
     result.elapsed_s = time.perf_counter() - t0
     return result
 
