@@ -84,3 +84,28 @@ def test_onnx_labels_equal_keras_labels_on_real_test_faces(task, data, limit):
     assert int((lk != lo).sum()) <= 1, f"{int((lk != lo).sum())} of {len(x)} labels differ"
     assert np.abs(pk - po).max() < 1e-3
     assert (lo == y).mean() > (0.9 if task == "smile" else 0.65)   # real faces, read correctly
+
+
+def test_large_calls_run_on_every_core_with_the_same_probabilities():
+    """A face of the ten-crop test (10 inputs) goes to the multi-threaded session, a smile face (2) to the
+    single-threaded one; both sessions give the same probabilities on real faces."""
+    import cv2
+
+    from core.onnx_runtime import ONNX_FILE, PARALLEL_VIEWS, OnnxForward
+
+    from tests.conftest import EXPRESSIONS, need
+
+    photos = sorted(need(EXPRESSIONS).glob("*.jpg"))
+    for task, views_per_face in (("smile", 2), ("expression", 10)):
+        clf = Classifier(MODELS / task, warm_up=False)
+        size = clf.preprocess.input_size
+        faces = np.stack([cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (size, size))[:, :, None]
+                          for p in photos])
+        forward = OnnxForward(MODELS / task / ONNX_FILE, clf._onnx.views, threads=2)
+        assert forward.parallel is not forward.single and clf._onnx.views.count == views_per_face
+        assert (views_per_face >= PARALLEL_VIEWS) == (task == "expression")
+        x = forward.views(faces)
+        one = forward.single.run(None, {"x": x})[0]
+        both = forward.parallel.run(None, {"x": x})[0]
+        np.testing.assert_allclose(one, both, atol=1e-5)
+        np.testing.assert_allclose(forward(faces), one.reshape(views_per_face, len(faces), -1).mean(0), atol=1e-6)
