@@ -106,13 +106,21 @@ def make_augmenter(cfg: Augment, size: int, seed: int):
         quality = tf.cast(gen.uniform([n], JPEG_QUALITY[0], JPEG_QUALITY[1] + 1), tf.int32)
         apply = gen.uniform([n]) < cfg.jpeg
 
-        def one(args):
-            img, q, on = args
-            img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
-            out = tf.cond(on, lambda: tf.image.adjust_jpeg_quality(img, q), lambda: img)
-            return tf.cast(out, tf.float32)
+        sides = tf.cast(tf.round(size * gen.uniform([n], cfg.jpeg_scale, 1.0)), tf.int32)
 
-        return tf.map_fn(one, (x, quality, apply), fn_output_signature=tf.float32)
+        def compress(img, q, side):
+            small = tf.image.resize(img, tf.stack([side, side]), method="area") if cfg.jpeg_scale < 1 else img
+            small = tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)
+            out = tf.cast(tf.image.adjust_jpeg_quality(small, q), tf.float32)
+            return tf.image.resize(out, [size, size], method="bilinear") if cfg.jpeg_scale < 1 else out
+
+        def one(args):
+            img, q, on, side = args
+            out = tf.cond(on, lambda: compress(img, q, side),
+                          lambda: tf.clip_by_value(tf.round(img), 0, 255))
+            return tf.ensure_shape(out, img.shape)
+
+        return tf.map_fn(one, (x, quality, apply, sides), fn_output_signature=tf.float32)
 
     def erase(x):
         if not cfg.erasing:

@@ -11,6 +11,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant", "step")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+JPEG_SCALE_MIN = 0.25   # --jpeg-scale: below this the 8x8 blocks are larger than a quarter of the face
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,7 @@ class Augment:
     loose: float = 0.0           # probability of a looser framing (up to 1.8x), cut from a wider crop of the photo
     tight: float = 0.0           # probability of a tighter framing, down to eyes-to-chin (close-up and LFW-style crops)
     jpeg: float = 0.0            # probability of strong JPEG compression (quality 10-50: webcams, messaging apps)
+    jpeg_scale: float = 1.0      # compress at a random scale down to this fraction of the crop (the source picture's)
 
 
 @dataclass
@@ -212,6 +214,8 @@ class TrainConfig:
         need(0 <= a.brightness_contrast <= 1 and 0 <= a.blur <= 1 and 0 <= a.erasing <= 1 and 0 <= a.mixup <= 1
              and 0 <= a.loose <= 1 and 0 <= a.tight <= 1 and 0 <= a.jpeg <= 1,
              "augmentation probabilities must be in [0, 1]")
+        need(JPEG_SCALE_MIN <= a.jpeg_scale <= 1,
+             f"jpeg scale must be in [{JPEG_SCALE_MIN}, 1], a fraction of the face crop's side, not {a.jpeg_scale}")
 
 
 def _metadata(folder: Path) -> dict:

@@ -512,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(aug, a, "loose", "probability of a looser framing, cut from a wider crop of the photo")
     _setting(aug, a, "tight", "probability of a tighter framing, down to the eyes-to-chin area (close-up crops)")
     _setting(aug, a, "jpeg", "probability of strong JPEG compression (quality 10-50)")
+    _setting(aug, a, "jpeg_scale", "compress each face at a random scale from this fraction of its side to 1, "
+                                   "as a smaller source picture is compressed before it is enlarged")
 
     ev = p.add_argument_group("evaluation")
     ev.add_argument("--no-tta", action="store_true", help="no flip averaging at test time")
