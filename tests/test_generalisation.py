@@ -267,3 +267,26 @@ def test_training_jpeg_compression_is_the_suites_jpeg_condition(photo_and_box):
     changed = np.abs(hard.numpy() - batch.numpy()).mean(axis=(1, 2, 3))
     assert (changed > 1.0).all(), changed
     assert JPEG_QUALITY[0] == 10 and "jpeg10" in CONDITIONS
+
+
+def test_jpeg_at_a_smaller_scale_loses_more_of_the_face(photo_and_box):
+    """--jpeg-scale 0.5 compresses faces at up to half their side before enlarging them back: with the same
+    qualities drawn, the real face loses more than when compressed at its own size; bad scales are refused."""
+    import tensorflow as tf
+
+    from training.augment import make_augmenter
+    from training.config import Augment, ConfigError, TrainConfig
+
+    photo, box = photo_and_box
+    bx, by, bw, bh = box
+    face = cv2.resize(cv2.cvtColor(photo[by:by + bh, bx:bx + bw], cv2.COLOR_RGB2GRAY), (64, 64))
+    batch = tf.constant(np.repeat(face[None, ..., None].astype(np.float32), 16, 0))
+    off = dict(flip=False, shift=0, rotate=0, zoom=0, brightness_contrast=0, blur=0, jpeg=1.0)
+    loss = {}
+    for scale in (1.0, 0.5):
+        out, _ = make_augmenter(Augment(jpeg_scale=scale, **off), 64, 0)(batch, tf.zeros([16, 2]))
+        assert out.shape == batch.shape
+        loss[scale] = np.abs(out.numpy() - batch.numpy()).mean()
+    assert loss[0.5] > loss[1.0] * 1.1, loss
+    with pytest.raises(ConfigError, match="jpeg scale"):
+        TrainConfig(data="d", augment=Augment(jpeg_scale=0.1)).validate()

@@ -11,7 +11,7 @@ import pytest
 
 from core.model import Classifier, ModelError, apply_class_bias
 from tests.conftest import EXPRESSIONS, REPO, need
-from training.prior import balanced_accuracy, fit_bias, objective
+from training.prior import accuracy, balanced_accuracy, fit_bias, objective
 
 
 def test_apply_class_bias_renormalises_and_moves_the_decision():
@@ -23,6 +23,12 @@ def test_apply_class_bias_renormalises_and_moves_the_decision():
     assert q[0].argmax() == 1 and q[1].argmax() == 1
 
 
+def normalised(*pairs):
+    """(probabilities, labels) sets from (scores, labels) pairs, and their (log-probabilities, labels)."""
+    sets = [(p / p.sum(1, keepdims=True), y) for p, y in pairs]
+    return sets, [(np.log(p), y) for p, y in sets]
+
+
 def test_fit_bias_mends_an_over_called_class_on_the_worse_collection():
     rng = np.random.default_rng(0)
     # collection A: balanced and well classified; collection B: its class-1 faces are called class 0
@@ -31,14 +37,30 @@ def test_fit_bias_mends_an_over_called_class_on_the_worse_collection():
     yb = np.repeat([0, 1], 100)
     pb = np.eye(3)[yb] * 0.5 + rng.uniform(0, 0.2, (200, 3))
     pb[yb == 1, 0] += 0.6                                    # over-called: class 0 wins most class-1 faces
-    sets = [(pa / pa.sum(1, keepdims=True), ya), (pb / pb.sum(1, keepdims=True), yb)]
-    logs = [(np.log(p), y) for p, y in sets]
+    sets, logs = normalised((pa, ya), (pb, yb))
     before = objective(logs, np.zeros(3))
     bias = fit_bias(sets, 3)
     after = objective(logs, bias)
     assert after[0] > before[0] + 0.2                         # the worst collection rises a lot
     assert bias[1] - bias[0] > 0                              # by favouring class 1 against class 0
     assert balanced_accuracy(ya, np.argmax(logs[0][0] + bias, 1)) > 0.9   # without breaking the good one
+
+
+def test_a_gentle_fit_moves_only_the_named_class_and_keeps_the_first_sets_accuracy():
+    rng = np.random.default_rng(1)
+    # set A: 3 classes, class 1 a little under-called; set B: calm faces (class 1) mostly called class 0
+    ya = np.repeat([0, 1, 2], 200)
+    pa = np.eye(3)[ya] * 0.25 + rng.uniform(0, 0.4, (600, 3))
+    yb = np.repeat([1, 2], 100)
+    pb = np.eye(3)[yb] * 0.4 + rng.uniform(0, 0.3, (200, 3))
+    pb[yb == 1, 0] += 0.35
+    sets, logs = normalised((pa, ya), (pb, yb))
+    free = fit_bias(sets, 3, order="mean", step=0.1)
+    gentle = fit_bias(sets, 3, classes=[1], max_drop=0.01, order="mean", step=0.1)
+    assert gentle[0] == gentle[2] == 0 and gentle[1] > 0                  # only class 1 moved, upwards
+    assert accuracy(*logs[0], gentle) >= accuracy(*logs[0], np.zeros(3)) - 0.01
+    assert objective(logs, gentle, "mean")[0] > objective(logs, np.zeros(3), "mean")[0]
+    assert accuracy(*logs[0], free) < accuracy(*logs[0], np.zeros(3)) - 0.01   # unbounded, it costs set A more
 
 
 def test_the_bundled_model_applies_its_metadata_class_bias(tmp_path):
