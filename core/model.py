@@ -124,6 +124,8 @@ class Classifier:
                              f"do not match its metadata {want} -> {self.task.n_classes} classes")
         spec = tf.TensorSpec((None, *self.preprocess.input_shape), tf.uint8)
         self._forward = tf.function(self._forward_impl, input_signature=[spec])
+        raw = tf.TensorSpec((None, *self.preprocess.input_shape), tf.float32)
+        self._network = tf.function(lambda x: tf.cast(self.model(x, training=False), tf.float32), input_signature=[raw])
         self._onnx = self._onnx_forward(path, runtime)
         self.runtime = "onnx" if self._onnx else "keras"
         if warm_up:
@@ -165,13 +167,29 @@ class Classifier:
         probs = tf.cast(self.model(tf.concat(views, 0), training=False), tf.float32)
         return tf.reduce_mean(tf.reshape(probs, (len(views), n, -1)), axis=0)
 
-    def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels)."""
+    @property
+    def n_groups(self) -> int:
+        """Test-time view groups: the whole face and each extra crop (with its mirror when tta_flip)."""
+        return 1 + len(self.crops)
+
+    def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None) -> np.ndarray:
+        """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels). `group` k: only the
+        k-th view group (k modulo n_groups), a fraction of the cost; a stream averages them over frames."""
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
-        run = self._onnx or (lambda x: self._forward(x).numpy())
+        if group is not None and self.n_groups > 1:
+            run = (lambda x: self._onnx(x, group)) if self._onnx else (lambda x: self._group_forward(x, group))
+        else:
+            run = self._onnx or (lambda x: self._forward(x).numpy())
         out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
         return apply_class_bias(np.concatenate(out), self.meta.class_bias)
+
+    def _group_forward(self, faces: np.ndarray, group: int) -> np.ndarray:
+        from core.onnx_runtime import Views
+
+        views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
+        probs = self._network(views(faces, group)).numpy()
+        return probs.reshape(views.group_count(group), len(faces), -1).mean(axis=0)
 
     @property
     def n_params(self) -> int:

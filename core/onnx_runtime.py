@@ -63,11 +63,26 @@ class Views:
     def count(self) -> int:
         return (1 + len(self.crops)) * (2 if self.flip else 1)
 
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
-        """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path."""
+    @property
+    def groups(self) -> int:
+        """View groups: the whole face and each crop (each with its mirror, with flip)."""
+        return 1 + len(self.crops)
+
+    def group_count(self, group: int | None) -> int:
+        """Network inputs per face for one group (None: all of them)."""
+        return self.count if group is None else (2 if self.flip else 1)
+
+    def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
+        """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path;
+        `group` k: only the whole face (k = 0) or the k-th crop, with its mirror."""
         x = faces.astype(np.float32)
-        views = [x]
-        for y1, x1, y2, x2 in self.crops:
+        boxes = [None, *self.crops] if group is None else [[None, *self.crops][group % self.groups]]
+        views = []
+        for box in boxes:
+            if box is None:
+                views.append(x)
+                continue
+            y1, x1, y2, x2 = box
             wy, wx = crop_matrix(y1, y2, self.size), crop_matrix(x1, x2, self.size)
             views.append(np.einsum("ih,nhwc,jw->nijc", wy, x, wx, optimize=True))
         if self.flip:
@@ -108,12 +123,13 @@ class OnnxForward:
         self.parallel = _session(path, threads) if threads > 1 else self.single
         self.views = views
 
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
+    def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
+        """`group`: only that view group (see Views), else every view."""
         n = len(faces)
-        x = self.views(faces)
+        x = self.views(faces, group)
         session = self.parallel if len(x) >= PARALLEL_VIEWS else self.single
         probs = session.run(None, {INPUT_NAME: x})[0].astype(np.float32)
-        return probs.reshape(self.views.count, n, -1).mean(axis=0)
+        return probs.reshape(self.views.group_count(group), n, -1).mean(axis=0)
 
 
 def onnx_available() -> bool:

@@ -67,11 +67,11 @@ class Pipeline:
     def task(self) -> Task:
         return self.classifier.task
 
-    def classify(self, image: np.ndarray, boxes: list[Box]) -> list[Face]:
-        """Label given boxes in one batched model call."""
+    def classify(self, image: np.ndarray, boxes: list[Box], group: int | None = None) -> list[Face]:
+        """Label given boxes in one batched model call (`group`: one test-time view group, see Classifier)."""
         t0 = time.perf_counter()
         crops = crop_faces(image, boxes, self.classifier.preprocess)
-        probs = self.classifier.predict(crops)
+        probs = self.classifier.predict(crops, group=group)
         threshold = self.classifier.meta.threshold if self.threshold is None else self.threshold
         idx = decide(probs, self.task, threshold)
         self.last_timing.classify_ms = (time.perf_counter() - t0) * 1000

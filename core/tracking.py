@@ -28,6 +28,10 @@ class TrackingConfig:
     # at once when it leads the shown class by `label_margin`, else after it is top `label_frames` frames in a row.
     label_margin: float = 0.15
     label_frames: int = 8
+    # A model with a ten-crop test (expression) runs one view group a frame, in turn: the whole face, then each
+    # corner crop, each with its mirror; the smoothing averages them over frames, at a fifth of the cost.
+    # A face's first frame runs every view, so that its first label is the ten-crop test's.
+    spread_views: bool = True
 
 
 @dataclass
@@ -139,6 +143,7 @@ class FaceFollower:
         self._since_fine = 0
         self._whole = 0       # scheduled whole-frame searches while faces were tracked (every fine_every-th is fine)
         self._last_t: float | None = None
+        self._frames = 0      # frames seen: picks the view group of models with several (spread_views)
         self.search = ""      # how the last frame was searched: "fine", "coarse" (whole frame) or "near"
         self.raw: list[Face] = []   # the last frame's faces before smoothing (the tracked boxes, this frame's probabilities)
 
@@ -149,7 +154,7 @@ class FaceFollower:
 
     def reset(self) -> None:
         self.tracker.reset()
-        self._since_fine = self._whole = 0
+        self._since_fine = self._whole = self._frames = 0
         self._last_t = None
 
     @property
@@ -191,7 +196,11 @@ class FaceFollower:
         self._last_t = t
         found = self.find(image)
         boxes, fresh = self.tracker.coast(found), len(found)
-        faces = self.raw = self.pipeline.classify(image, boxes)
+        # one view group a frame (spread_views), but every view for a face seen for the first time
+        new_face = len(self.tracker.match(boxes)) < len(boxes)
+        group = self._frames if self.config.spread_views and not new_face else None
+        self._frames += 1
+        faces = self.raw = self.pipeline.classify(image, boxes, group)
         tracks = self.tracker.update(boxes, np.array([f.probs for f in faces]), fresh, dt)
         task = self.pipeline.task
         probs = np.array([t.probs for t in tracks]).reshape(len(tracks), task.n_classes)

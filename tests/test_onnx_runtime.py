@@ -109,3 +109,26 @@ def test_large_calls_run_on_every_core_with_the_same_probabilities():
         both = forward.parallel.run(None, {"x": x})[0]
         np.testing.assert_allclose(one, both, atol=1e-5)
         np.testing.assert_allclose(forward(faces), one.reshape(views_per_face, len(faces), -1).mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "keras"])
+def test_view_groups_average_to_the_whole_ten_crop_test(runtime):
+    """The expression model's five view groups (the face and each corner crop, each with its mirror), averaged,
+    are its ten-crop probabilities on the real posed photos; each group alone is a different read."""
+    import cv2
+
+    from tests.conftest import EXPRESSIONS, need
+
+    clf = Classifier(MODELS / "expression", warm_up=False, runtime=runtime)
+    assert clf.runtime == runtime and clf.n_groups == 5
+    size = clf.preprocess.input_size
+    faces = np.stack([cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (size, size))[:, :, None]
+                      for p in sorted(need(EXPRESSIONS).glob("*.jpg"))])
+    groups = [clf.predict(faces, group=k) for k in range(clf.n_groups)]
+    np.testing.assert_allclose(np.mean(groups, axis=0), clf.predict(faces), atol=1e-4)
+    assert np.abs(groups[0] - groups[1]).max() > 1e-3
+    np.testing.assert_allclose(clf.predict(faces, group=7), groups[2], atol=1e-6)   # modulo the groups
+    smile = Classifier(MODELS / "smile", warm_up=False, runtime=runtime)
+    big = np.stack([cv2.resize(f, (64, 64))[:, :, None] for f in faces])
+    assert smile.n_groups == 1   # no crops: a group is every view
+    np.testing.assert_allclose(smile.predict(big, group=3), smile.predict(big), atol=1e-6)
