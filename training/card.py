@@ -154,8 +154,17 @@ def _speed(bench: dict) -> list[str]:
             f"{p.get('one_face', {}).get('median')} ms (median; p95 {p.get('one_face', {}).get('p95')} ms) from "
             f"detection to label, four faces {p.get('four_faces', {}).get('median')} ms; detection alone "
             f"{bench.get('detect_ms', {}).get('one_face', {}).get('median')} ms; the network "
-            f"{c.get('batch1', {}).get('median')} ms for one face, {bench.get('faces_per_second')} faces/s in batches.",
-            ""]
+            f"{c.get('batch1', {}).get('median')} ms for one face, {bench.get('faces_per_second')} faces/s in batches."
+            + _stream_speed(bench.get("streams", {}).get("video", {})), ""]
+
+
+def _stream_speed(v: dict) -> str:
+    """A sentence on the tracked stream of `python -m bench --video`, if it ran."""
+    if not v.get("tracked_ms"):
+        return ""
+    return (f" In a stream (`python -m bench --video`, {v.get('frames')} frames of {Path(str(v.get('source'))).name}) "
+            f"a frame takes {v['tracked_ms'].get('mean')} ms on average against {v.get('still_ms', {}).get('mean')} ms "
+            f"frame by frame, and {_pct(v.get('label_agreement'), 1)} of its labels are the still-frame pipeline's.")
 
 
 def _limits(meta: ModelMeta, task: Task, rows: list[CheckRow], folder: Path) -> list[str]:
