@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from core.model import META_FILE, MODEL_FILE, Classifier
+from core.model import META_FILE, MODEL_FILE, Classifier, ModelMeta
 from core.portable import portable_path
 from test_model import MODELS, copy_model
 from tiny_dataset import GENKI, make_mini_genki
+from training.card_data import lineage
 from training.config import ConfigError
 from training.ensemble import build_ensemble, main, make_ensemble
 
@@ -41,6 +42,38 @@ def test_ensemble_averages_its_members(tmp_path, smile_classifier):
     assert [m["folder"] for m in meta["extra"]["ensemble"]] == ["models/smile", portable_path(other)]
     assert meta["command"].startswith("python -m training.ensemble --members")
     assert meta["preprocess"] == smile_classifier.meta.preprocess
+
+
+def test_a_weight_average_is_one_network_with_the_mean_of_the_members_weights(tmp_path, smile_classifier):
+    """`--average weights`: one network of one member's size; its last layer is the mean of the members'."""
+    import keras
+
+    other = _other_smile_model(copy_model("smile", tmp_path / "other"))
+    out = tmp_path / "soup"
+    assert main(["--members", str(MODELS / "smile"), str(other), "--out", str(out), "--average", "weights"]) == 0
+    soup = Classifier(out, warm_up=False)
+    assert soup.n_params == smile_classifier.n_params and soup.meta.arch == smile_classifier.meta.arch
+    last = [[la for la in keras.saving.load_model(f / MODEL_FILE, compile=False).layers if la.get_weights()][-1]
+            .get_weights() for f in (MODELS / "smile", other, out)]
+    np.testing.assert_allclose(last[2][0], (last[0][0] + last[1][0]) / 2, atol=1e-6)
+    x = np.random.default_rng(3).integers(0, 256, (6, 64, 64, 1), dtype=np.uint8)
+    a, b, m = smile_classifier.predict(x), Classifier(other, warm_up=False).predict(x), soup.predict(x)
+    assert np.abs(m - a).max() > 1e-3 and np.abs(m - b).max() > 1e-3   # neither member
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["extra"]["average"] == "weights" and meta["tta_crops"] == smile_classifier.meta.tta_crops
+    steps = lineage(out, ModelMeta.load(out))     # the card's "how it was made"
+    assert [s.what for s in steps][-1] == "one network, the mean of their weights" and len(steps) == 3
+    # members of different networks cannot be averaged weight by weight
+    make_ensemble([MODELS / "smile", other], tmp_path / "ens")
+    with pytest.raises(ConfigError, match="one architecture"):
+        make_ensemble([MODELS / "smile", tmp_path / "ens"], tmp_path / "bad", average="weights")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
+    make_ensemble([MODELS / "expression", MODELS / "expression"], tmp_path / "soup", average="weights")
+    clf = Classifier(tmp_path / "soup", warm_up=False)
+    assert clf.n_views == 10 and clf.meta.tta_crops == Classifier(MODELS / "expression", warm_up=False).meta.tta_crops
 
 
 def test_ensemble_with_corner_crops(tmp_path):

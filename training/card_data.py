@@ -135,7 +135,9 @@ def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
     if meta.extra.get("ensemble"):
         members = [Step(f"member {i}, `{m.get('arch')}` ({m.get('folder', '')})", m.get("command") or "not recorded",
                         None) for i, m in enumerate(meta.extra["ensemble"], 1)]
-        return members + [Step("the ensemble, the mean of their probabilities", meta.command or "not recorded", None)]
+        what = ("one network, the mean of their weights" if meta.extra.get("average") == "weights"
+                else "the ensemble, the mean of their probabilities")
+        return members + [Step(what, meta.command or "not recorded", None)]
     steps, node = [], meta.extra.get("init")
     while isinstance(node, dict) and node.get("command"):
         minutes = node.get("minutes") or (_minutes(folder, node["metrics_file"]) if node.get("metrics_file") else None)

@@ -3,7 +3,9 @@
 
 The members' probabilities are averaged inside a single Keras model, so the result is an ordinary
 model folder: every command, page and test loads it like any other, and its latency is the
-latency `python -m bench` reports for it.
+latency `python -m bench` reports for it. With `--average weights` the members (one architecture,
+fine-tuned from one another) become one network whose weights are their mean: a weight-space
+ensemble (WiSE-FT, Wortsman et al., 2022) at one member's size and speed.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from core.fileio import write_json_atomic
 from core.model import CORNER_CROPS, MODEL_FILE, Classifier, ModelError, ModelMeta
 from core.portable import portable_command, portable_path
@@ -20,6 +24,7 @@ from training.config import ConfigError
 from training.train import save_model_atomic, tune_threshold
 
 CROP_SETS = {"none": [], "corners": CORNER_CROPS}
+AVERAGES = ("probabilities", "weights")
 
 
 def build_ensemble(members: list[Path]):
@@ -39,6 +44,20 @@ def build_ensemble(members: list[Path]):
     return keras.Model(inp, out, name=f"ensemble_of_{len(models)}")
 
 
+def average_weights(members: list[Path]):
+    """The first member's network with every weight (batch-norm statistics too) the mean of the members'."""
+    import keras
+
+    models = [keras.saving.load_model(Path(f) / MODEL_FILE, safe_mode=True, compile=False) for f in members]
+    shapes = [[w.shape for w in m.get_weights()] for m in models]
+    if any(s != shapes[0] for s in shapes[1:]) or len({len(m.layers) for m in models}) != 1:
+        raise ConfigError("--average weights needs members of one architecture (the same layers and weight shapes)")
+    weights = [m.get_weights() for m in models]
+    models[0].set_weights([np.mean(np.stack([w[i] for w in weights]).astype(np.float64), axis=0).astype(ws.dtype)
+                           for i, ws in enumerate(weights[0])])
+    return models[0]
+
+
 def member_metas(members: list[Path]) -> list[ModelMeta]:
     """Each member's metadata, checked to be of one task and one preprocessing."""
     metas = [ModelMeta.load(Path(f)) for f in members]
@@ -50,24 +69,31 @@ def member_metas(members: list[Path]) -> list[ModelMeta]:
     return metas
 
 
-def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "none", command: str = "") -> Path:
-    """Write the ensemble model folder `out` (model.keras + metadata.json)."""
+def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "first", command: str = "",
+                  average: str = "probabilities") -> Path:
+    """Write the ensemble model folder `out` (model.keras + metadata.json). `crops`: a set of CROP_SETS,
+    or "first" for the first member's own test-time crops."""
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two members")
-    if crops not in CROP_SETS:
-        raise ConfigError(f"--crops must be one of {sorted(CROP_SETS)}")
+    if crops not in (*CROP_SETS, "first"):
+        raise ConfigError(f"--crops must be one of {sorted(CROP_SETS) + ['first']}")
+    if average not in AVERAGES:
+        raise ConfigError(f"--average must be one of {list(AVERAGES)}")
     members = [Path(m) for m in members]
     metas = member_metas(members)
-    model = build_ensemble(members)
+    first = metas[0]
+    by_weights = average == "weights"
+    model = average_weights(members) if by_weights else build_ensemble(members)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, out / MODEL_FILE)
-    first = metas[0]
-    meta = replace(first, arch=f"ensemble of {len(members)} x {first.arch}", tta_crops=CROP_SETS[crops],
+    arch = first.arch if by_weights else f"ensemble of {len(members)} x {first.arch}"
+    meta = replace(first, arch=arch, tta_crops=first.tta_crops if crops == "first" else CROP_SETS[crops],
                    metrics={}, command=command, created=dt.datetime.now().isoformat(timespec="seconds"),
                    extra={**{k: v for k, v in first.extra.items() if k in ("split", "data")},
                           "n_params": int(model.count_params()),
                           "precision": first.extra.get("precision"),
+                          "average": average,
                           "ensemble": [{"folder": portable_path(f), "arch": m.arch, "command": m.command,
                                         "created": m.created, "metrics": m.metrics,
                                         "n_params": m.extra.get("n_params"),
@@ -115,15 +141,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.splitlines()[0])
     p.add_argument("--members", nargs="+", required=True, help="model or run folders of one task")
     p.add_argument("--out", required=True, help="the ensemble's model folder")
-    p.add_argument("--crops", default="none", choices=sorted(CROP_SETS),
-                   help="extra test-time views: the four corner crops (ten-crop test with flip averaging)")
+    p.add_argument("--crops", default="first", choices=[*sorted(CROP_SETS), "first"],
+                   help="extra test-time views: the four corner crops (ten-crop test with flip averaging), "
+                   "none, or the first member's own (default: %(default)s)")
+    p.add_argument("--average", default="probabilities", choices=AVERAGES,
+                   help="what is averaged: the members' probabilities (one model of all members), or their "
+                   "weights (one network of one member's size: members of one architecture, fine-tuned from "
+                   "one another; default: %(default)s)")
     p.add_argument("--data", help="dataset: validation figures for the members and the ensemble (and a "
                    "binary task's threshold tuned on validation); the test split is then evaluated for the record")
     p.add_argument("--json", help="write those validation figures here")
     args = p.parse_args(argv)
     command = portable_command(["python", "-m", "training.ensemble", *(sys.argv[1:] if argv is None else argv)])
     try:
-        out = make_ensemble(args.members, args.out, args.crops, command)
+        out = make_ensemble(args.members, args.out, args.crops, command, args.average)
         print(f"wrote {out}")
         if args.data:
             rows = choose_and_score([Path(m) for m in args.members], out, args.data)
