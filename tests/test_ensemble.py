@@ -71,7 +71,14 @@ def test_a_weight_average_is_one_network_with_the_mean_of_the_members_weights(tm
 
 
 def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
-    make_ensemble([MODELS / "expression", MODELS / "expression"], tmp_path / "soup", average="weights")
+    """The second member's metadata spells out a default setting the first leaves implicit: still one preprocessing."""
+    other = copy_model("expression", tmp_path / "other")
+    meta = json.loads((other / META_FILE).read_text())
+    meta["preprocess"] = {**meta["preprocess"], "equalize": "none"}
+    meta["tta_crops"] = []
+    (other / META_FILE).write_text(json.dumps(meta))
+    assert ModelMeta.load(other).preprocess != ModelMeta.load(MODELS / "expression").preprocess
+    make_ensemble([MODELS / "expression", other], tmp_path / "soup", average="weights")
     clf = Classifier(tmp_path / "soup", warm_up=False)
     assert clf.n_views == 10 and clf.meta.tta_crops == Classifier(MODELS / "expression", warm_up=False).meta.tta_crops
 

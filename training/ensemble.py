@@ -63,8 +63,8 @@ def member_metas(members: list[Path]) -> list[ModelMeta]:
     metas = [ModelMeta.load(Path(f)) for f in members]
     for f, m in zip(members, metas):
         m.validate()
-        if (m.task, m.preprocess, m.extra.get("split")) != (metas[0].task, metas[0].preprocess,
-                                                            metas[0].extra.get("split")):
+        if (m.task, m.preprocess_config, m.extra.get("split")) != (metas[0].task, metas[0].preprocess_config,
+                                                                   metas[0].extra.get("split")):
             raise ConfigError(f"{f}: task, preprocessing or data split differs from {members[0]}")
     return metas
 
