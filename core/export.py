@@ -10,6 +10,7 @@ import numpy as np
 
 from core.fileio import write_json_atomic
 from core.onnx_runtime import INPUT_NAME, ONNX_FILE, ONNX_META, sha256
+from core.portable import portable_path
 
 OPSET = 17
 MAX_ABS_DIFF = 1e-4   # largest probability difference from Keras allowed on the check inputs
@@ -41,7 +42,7 @@ def export(folder: str | Path, seed: int = 0) -> dict:
     tmp.replace(folder / ONNX_FILE)
     meta = {"source": MODEL_FILE, "source_sha256": sha256(folder / MODEL_FILE), "opset": OPSET,
             "exporter": f"tf2onnx {tf2onnx.__version__}", "input": INPUT_NAME,
-            "max_abs_diff_vs_keras": diff, "command": f"python -m core.export {folder}"}
+            "max_abs_diff_vs_keras": diff, "command": f"python -m core.export {portable_path(folder)}"}
     write_json_atomic(folder / ONNX_META, meta)
     return meta
 

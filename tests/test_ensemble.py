@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from core.fileio import read_jsonl
 from core.model import META_FILE, MODEL_FILE, Classifier, ModelMeta
 from core.portable import portable_path
 from test_model import MODELS, copy_model
 from tiny_dataset import GENKI, make_mini_genki
-from training.card_data import lineage
+from training.card_data import curve_rows, lineage
 from training.config import ConfigError
 from training.ensemble import build_ensemble, main, make_ensemble
 
@@ -62,7 +63,14 @@ def test_a_weight_average_is_one_network_with_the_mean_of_the_members_weights(tm
     meta = json.loads((out / META_FILE).read_text())
     assert meta["extra"]["average"] == "weights" and meta["tta_crops"] == smile_classifier.meta.tta_crops
     steps = lineage(out, ModelMeta.load(out))     # the card's "how it was made"
-    assert [s.what for s in steps][-1] == "one network, the mean of their weights" and len(steps) == 3
+    assert steps[-1].what == "one network, the mean of their weights"
+    chain = 4                                   # the shipped smile model came from smile-b, ft1, ft3, loose-fv
+    assert [s.what.split(",")[0] for s in steps[chain::chain + 1]] == ["member 1", "member 2"] and len(steps) == 11
+    assert steps[0].command.endswith("--out <runs>/smile-b")               # each member's own --init chain
+    assert (out / "metrics_member1.jsonl").read_bytes() == (MODELS / "smile" / "metrics.jsonl").read_bytes()
+    assert steps[chain].minutes and steps[chain].minutes == steps[2 * chain + 1].minutes   # from the copied curves
+    rows, whose = curve_rows(out)                  # the card's learning curves: the member trained last
+    assert whose == "member 2" and len(rows) == len(read_jsonl(other / "metrics.jsonl")) > 0
     # members of different networks cannot be averaged weight by weight
     make_ensemble([MODELS / "smile", other], tmp_path / "ens")
     with pytest.raises(ConfigError, match="one architecture"):
@@ -116,8 +124,9 @@ def test_choosing_on_validation_and_scoring_the_test_split(tmp_path, monkeypatch
                  "--data", str(data), "--json", str(tmp_path / "val.json")]) == 0
     meta = json.loads((out / META_FILE).read_text())
     rows = meta["extra"]["validation"]
-    assert [(r["model"], r["crops"]) for r in rows] == [(str(MODELS / "smile"), False), (str(other), False),
-                                                        (str(out), False), (str(out), True)]
+    assert [(r["model"], r["crops"]) for r in rows] == [("models/smile", False), (portable_path(other), False),
+                                                        (portable_path(out), False), (portable_path(out), True)]
+    assert not any(r["model"].startswith("/") for r in rows)     # no machine's paths in the metadata
     assert all(0 <= r["val_accuracy"] <= 1 for r in rows)
     assert meta["metrics"]["val_accuracy"] == rows[-1]["val_accuracy"]
     assert 0.2 <= meta["threshold"] <= 0.8

@@ -23,6 +23,8 @@ def test_the_shipped_exports_are_of_the_shipped_models():
     for task in ("smile", "expression"):
         assert stale_reason(MODELS / task, MODELS / task / "model.keras") == ""
         assert Classifier(MODELS / task, warm_up=False).runtime == "onnx"
+        # the recorded command names the folder as the repository does, never this machine's path
+        assert json.loads((MODELS / task / ONNX_META).read_text())["command"] == f"python -m core.export models/{task}"
 
 
 def test_a_stale_export_is_not_used(tmp_path):

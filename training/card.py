@@ -10,11 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.fileio import read_jsonl
 from core.model import META_FILE, MODEL_FILE, ModelMeta
 from core.tasks import Task, get_task
-from training.card_data import (CheckRow, check_rows, dataset_title, eval_label, lineage, machine_line, primary_eval,
-                                read_json, worst_line)
+from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
+                                primary_eval, read_json, worst_line)
 from training.card_text import DATASET_TEXT, TASK_TEXT
 
 CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
@@ -189,7 +188,15 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     for i, s in enumerate(steps, 1):
         when = f" ({s.minutes:.0f} min)" if s.minutes else ""
         lines.append(f"{i}. {s.what}{when}: `{s.command}`")
-    lines += ["", f"Seed {cfg.get('seed', 'n/a')}, split seed {cfg.get('split_seed', meta.extra.get('split', {}).get('seed', 'n/a'))}; "
+    split_seed = cfg.get("split_seed", meta.extra.get("split", {}).get("seed", "n/a"))
+    members = meta.extra.get("ensemble") or []
+    if members:       # each member's own settings: the averaging itself has none
+        how = "; ".join(f"member {i} seed {(m.get('train_config') or {}).get('seed', 'n/a')}, "
+                        f"{m.get('precision') or 'precision not recorded'}, on "
+                        f"{machine_line(m.get('machine') or {}, training=True)}" for i, m in enumerate(members, 1))
+        return lines + ["", f"Split seed {split_seed}; {how}; float32 as served"
+                        + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
+    lines += ["", f"Seed {cfg.get('seed', 'n/a')}, split seed {split_seed}; "
                   f"{meta.extra.get('precision', 'n/a')} while training, float32 as served; "
                   + (f"{total:.0f} minutes of training in all, " if total else "")
                   + f"on {machine_line(meta.extra.get('machine', {}), training=True)}.", ""]
@@ -227,8 +234,10 @@ def render_card(folder: str | Path) -> str:
     body = [*_intro(folder, meta, task), *_use(meta, task, folder), *_data(meta, task), *_evaluation(rows, gen, task),
             *_calibration(folder, task), *_speed(bench), *_limits(meta, task, rows, folder), *_training(folder, meta),
             *_ship_rules(folder, task, rows, bench)]
-    if read_jsonl(folder / "metrics.jsonl"):
-        body += ["## Learning curves", "", f"![loss and accuracy per epoch]({CURVES_FILE})", ""]
+    curves, whose = curve_rows(folder)
+    if curves:
+        body += ["## Learning curves", "", *([f"Of {whose}.", ""] if whose else []),
+                 f"![loss and accuracy per epoch]({CURVES_FILE})", ""]
     return front_matter(folder, meta, rows) + "\n" + "\n".join(body).rstrip() + "\n"
 
 
@@ -239,7 +248,7 @@ def write_card(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     (folder / CARD_FILE).write_text(render_card(folder))
     written = [folder / CARD_FILE]
-    rows = read_jsonl(folder / "metrics.jsonl")
+    rows, _ = curve_rows(folder)
     if rows:
         (folder / CURVES_FILE).write_bytes(learning_curves_png(rows))
         written.append(folder / CURVES_FILE)

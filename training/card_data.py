@@ -131,20 +131,44 @@ def _minutes(folder: Path, metrics_file: str) -> float | None:
 
 
 def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
-    """The training steps that made the model, oldest first: its --init chain (metadata `init`), then itself."""
+    """The training steps that made the model, oldest first: its --init chain (metadata `init`), then itself;
+    for an ensemble, each member's chain and the member, then the averaging."""
     if meta.extra.get("ensemble"):
-        members = [Step(f"member {i}, `{m.get('arch')}` ({m.get('folder', '')})", m.get("command") or "not recorded",
-                        None) for i, m in enumerate(meta.extra["ensemble"], 1)]
+        steps = []
+        for i, m in enumerate(meta.extra["ensemble"], 1):
+            steps += _init_chain(folder, m.get("init"))
+            steps.append(Step(f"member {i}, {m.get('folder') or 'a model folder'}", m.get("command") or "not recorded",
+                              _minutes(folder, m["metrics_file"]) if m.get("metrics_file") else None))
         what = ("one network, the mean of their weights" if meta.extra.get("average") == "weights"
                 else "the ensemble, the mean of their probabilities")
-        return members + [Step(what, meta.command or "not recorded", None)]
-    steps, node = [], meta.extra.get("init")
+        return steps + [Step(what, meta.command or "not recorded", None)]
+    return _init_chain(folder, meta.extra.get("init")) + [
+        Step("this model", meta.command or "not recorded", _minutes(folder, "metrics.jsonl"))]
+
+
+def curve_rows(folder: Path) -> tuple[list[dict], str]:
+    """The epochs a card's learning curves show and whose they are: the model's own run (metrics.jsonl), or for
+    an ensemble its last member's run (the one trained last, its metrics file copied into the folder)."""
+    rows = read_jsonl(folder / "metrics.jsonl")
+    if rows:
+        return rows, ""
+    meta = ModelMeta.load(folder)
+    members = meta.extra.get("ensemble") or []
+    for i, m in reversed(list(enumerate(members, 1))):
+        rows = read_jsonl(folder / m["metrics_file"]) if m.get("metrics_file") else []
+        if rows:
+            return rows, f"member {i}"
+    return [], ""
+
+
+def _init_chain(folder: Path, node) -> list[Step]:
+    """The runs an --init chain went through, oldest first."""
+    steps = []
     while isinstance(node, dict) and node.get("command"):
         minutes = node.get("minutes") or (_minutes(folder, node["metrics_file"]) if node.get("metrics_file") else None)
         steps.append(Step(node.get("folder", "an earlier run"), node["command"], minutes))
         node = node.get("init")
     steps.reverse()
-    steps.append(Step("this model", meta.command or "not recorded", _minutes(folder, "metrics.jsonl")))
     return steps
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -98,10 +99,29 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "firs
                                         "created": m.created, "metrics": m.metrics,
                                         "n_params": m.extra.get("n_params"),
                                         "train_config": m.extra.get("train_config"),
-                                        "swa": m.extra.get("swa")}
-                                       for f, m in zip(members, metas)]})
+                                        "swa": m.extra.get("swa"),
+                                        **_copy_training_records(f, m, out, i)}
+                                       for i, (f, m) in enumerate(zip(members, metas), 1)]})
     meta.save(out)
     return out
+
+
+def _copy_training_records(member: Path, meta: ModelMeta, out: Path, index: int) -> dict:
+    """Copy a member's learning curves (metrics.jsonl as metrics_member<index>.jsonl, and the files its
+    --init chain names) into the ensemble folder, so its card keeps how each member was trained."""
+    record: dict = {"machine": meta.extra.get("machine"), "precision": meta.extra.get("precision")}
+    if (member / "metrics.jsonl").is_file():
+        record["metrics_file"] = f"metrics_member{index}.jsonl"
+        shutil.copyfile(member / "metrics.jsonl", out / record["metrics_file"])
+    node = meta.extra.get("init")
+    if isinstance(node, dict):
+        record["init"] = node
+    while isinstance(node, dict):
+        name = node.get("metrics_file")
+        if name and (member / name).is_file() and not (out / name).exists():
+            shutil.copyfile(member / name, out / name)
+        node = node.get("init")
+    return record
 
 
 def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
@@ -123,7 +143,7 @@ def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
             if folder == out and task.is_binary:
                 clf.meta.threshold = meta.threshold = tune_threshold(clf.predict(va.x), va.y, task)
             ev = evaluate_arrays(clf, va.x, va.y)
-            rows.append({"model": str(folder), "crops": crops, "val_accuracy": ev["accuracy"],
+            rows.append({"model": portable_path(folder), "crops": crops, "val_accuracy": ev["accuracy"],
                          "val_balanced_accuracy": ev["balanced_accuracy"],
                          "classify_ms_per_face": ev["classify_ms_per_face"]})
     meta.metrics = {"val_accuracy": rows[-1]["val_accuracy"]}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.fileio import read_json, read_jsonl, write_json_atomic
+from core.fileio import read_json, write_json_atomic
 from core.model import META_FILE, MODEL_FILE, ModelError, ModelMeta
 from core.registry import hub_root, list_models
 
@@ -129,6 +129,7 @@ def push_files(folder: str | Path) -> dict[str, Path | bytes]:
     """What a push uploads: the model, its metadata, the JSON files its card's figures come from, the model
     card (`training.card`, the same text as a bundled model's README.md) and the learning curves."""
     from training.card import render_card
+    from training.card_data import curve_rows
     from training.curves_png import learning_curves_png
 
     folder = Path(folder)
@@ -136,7 +137,7 @@ def push_files(folder: str | Path) -> dict[str, Path | bytes]:
     files: dict[str, Path | bytes] = {n: folder / n for n in RUN_FILES if (folder / n).is_file()}
     for pattern in CARD_SOURCES:
         files.update({p.name: p for p in sorted(folder.glob(pattern))})
-    rows = read_jsonl(folder / "metrics.jsonl")
+    rows, _ = curve_rows(folder)
     if rows:
         files[CURVES_FILE] = learning_curves_png(rows)
     files[CARD_FILE] = render_card(folder).encode()
