@@ -5,8 +5,8 @@ import streamlit as st
 from bench.generalisation import MIN_N_WORST, RESULT_FILE, comparison, load_result
 from core.registry import list_models
 from training import hub
+from training.card_data import curve_rows
 from training.curves_png import learning_curves_png
-from training.runs import Run
 from pages.common import show_error, sidebar
 
 SOURCES = {"bundled": "bundled with Grin", "run": "trained here", "hub": "pulled from the Hub"}
@@ -37,9 +37,10 @@ def details(entries) -> None:
     chosen = st.selectbox("Details of", list(names), format_func=names.get)
     entry = next(e for e in entries if str(e.path) == chosen)
     left, right = st.columns([3, 2])
-    rows = Run(entry.path).metrics()
+    rows, whose = curve_rows(entry.path)
     if rows:
         left.image(learning_curves_png(rows), caption="Loss and accuracy per epoch (training and validation)" + (
+            f" of {whose}" if whose else "") + (
             "; the validation faces were part of this model's training (--fit-val)"
             if entry.meta.metrics.get("fit_val") else ""))
     else:

@@ -97,6 +97,8 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
 
 
 def _fit_val_note(meta: ModelMeta, task: Task) -> str:
+    if meta.extra.get("ensemble"):
+        return "; one member trained on the validation faces too (`--fit-val`)."
     return ("; this final model also trained on the validation faces (`--fit-val`), so it has no validation figure: "
             f"the last epoch ({meta.metrics.get('epoch')}) is kept"
             + (", with the decision threshold of its `--init` model." if task.is_binary else "."))
@@ -185,16 +187,18 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     cfg = meta.extra.get("train_config", {})
     total = sum(s.minutes for s in steps if s.minutes)
     lines = ["## How it was trained", ""]
+    members = meta.extra.get("ensemble") or []
     for i, s in enumerate(steps, 1):
         when = f" ({s.minutes:.0f} min)" if s.minutes else ""
-        lines.append(f"{i}. {s.what}{when}: `{s.command}`")
+        # an ensemble member's earlier runs by name only (their commands are in metadata.json)
+        brief = members and i < len(steps) and not s.what.startswith("member ")
+        lines.append(f"{i}. {s.what}{when}" + ("" if brief else f": `{s.command}`"))
     split_seed = cfg.get("split_seed", meta.extra.get("split", {}).get("seed", "n/a"))
-    members = meta.extra.get("ensemble") or []
     if members:       # each member's own settings: the averaging itself has none
-        how = "; ".join(f"member {i} seed {(m.get('train_config') or {}).get('seed', 'n/a')}, "
-                        f"{m.get('precision') or 'precision not recorded'}, on "
-                        f"{machine_line(m.get('machine') or {}, training=True)}" for i, m in enumerate(members, 1))
-        return lines + ["", f"Split seed {split_seed}; {how}; float32 as served"
+        seeds = ", ".join(f"member {i} seed {(m.get('train_config') or {}).get('seed', 'n/a')} "
+                          f"({m.get('precision') or 'precision not recorded'})" for i, m in enumerate(members, 1))
+        machines = " and ".join(dict.fromkeys(machine_line(m.get("machine") or {}, training=True) for m in members))
+        return lines + ["", f"Split seed {split_seed}; {seeds}; on {machines}; float32 as served"
                         + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
     lines += ["", f"Seed {cfg.get('seed', 'n/a')}, split seed {split_seed}; "
                   f"{meta.extra.get('precision', 'n/a')} while training, float32 as served; "

@@ -102,6 +102,10 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "firs
                                         "swa": m.extra.get("swa"),
                                         **_copy_training_records(f, m, out, i)}
                                        for i, (f, m) in enumerate(zip(members, metas), 1)]})
+    if by_weights:   # one network of the members' architecture: --init reads its settings from here
+        meta.extra["train_config"] = first.extra.get("train_config")
+        if any(m.metrics.get("fit_val") for m in metas):
+            meta.metrics = {"fit_val": True}   # a member trained on the validation faces, so the mean did too
     meta.save(out)
     return out
 
