@@ -64,8 +64,11 @@ def test_a_weight_average_is_one_network_with_the_mean_of_the_members_weights(tm
     assert meta["extra"]["average"] == "weights" and meta["tta_crops"] == smile_classifier.meta.tta_crops
     steps = lineage(out, ModelMeta.load(out))     # the card's "how it was made"
     assert steps[-1].what == "one network, the mean of their weights"
-    chain = 4                                   # the shipped smile model came from smile-b, ft1, ft3, loose-fv
-    assert [s.what.split(",")[0] for s in steps[chain::chain + 1]] == ["member 1", "member 2"] and len(steps) == 11
+    chain, node = 0, smile_classifier.meta.extra["init"]     # the runs the shipped smile model came from
+    while node:
+        chain, node = chain + 1, node.get("init")
+    assert chain >= 1 and [s.brief for s in steps] == ([True] * chain + [False]) * 2 + [False]
+    assert [s.what.split(",")[0] for s in steps[chain::chain + 1]] == ["member 1", "member 2"] and len(steps) == 2 * chain + 3
     assert steps[0].command.endswith("--out <runs>/smile-b")               # each member's own --init chain
     assert (out / "metrics_member1.jsonl").read_bytes() == (MODELS / "smile" / "metrics.jsonl").read_bytes()
     assert steps[chain].minutes and steps[chain].minutes == steps[2 * chain + 1].minutes   # from the copied curves

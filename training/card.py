@@ -187,13 +187,11 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     cfg = meta.extra.get("train_config", {})
     total = sum(s.minutes for s in steps if s.minutes)
     lines = ["## How it was trained", ""]
-    members = meta.extra.get("ensemble") or []
     for i, s in enumerate(steps, 1):
         when = f" ({s.minutes:.0f} min)" if s.minutes else ""
-        # an ensemble member's earlier runs by name only (their commands are in metadata.json)
-        brief = members and i < len(steps) and not s.what.startswith("member ")
-        lines.append(f"{i}. {s.what}{when}" + ("" if brief else f": `{s.command}`"))
+        lines.append(f"{i}. {s.what}{when}" + ("" if s.brief else f": `{s.command}`"))
     split_seed = cfg.get("split_seed", meta.extra.get("split", {}).get("seed", "n/a"))
+    members = meta.extra.get("ensemble") or []
     if members:       # each member's own settings: the averaging itself has none
         seeds = ", ".join(f"member {i} seed {(m.get('train_config') or {}).get('seed', 'n/a')} "
                           f"({m.get('precision') or 'precision not recorded'})" for i, m in enumerate(members, 1))

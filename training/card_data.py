@@ -2,7 +2,7 @@
 the task's and datasets' own words (intended use, limits) that the figures are set into."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.fileio import read_json, read_jsonl
@@ -123,6 +123,7 @@ class Step:
     what: str
     command: str
     minutes: float | None
+    brief: bool = False     # a card names it without its command (an ensemble member's earlier runs)
 
 
 def _minutes(folder: Path, metrics_file: str) -> float | None:
@@ -136,7 +137,7 @@ def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
     if meta.extra.get("ensemble"):
         steps = []
         for i, m in enumerate(meta.extra["ensemble"], 1):
-            steps += _init_chain(folder, m.get("init"))
+            steps += [replace(s, brief=True) for s in _init_chain(folder, m.get("init"))]
             steps.append(Step(f"member {i}, {m.get('folder') or 'a model folder'}", m.get("command") or "not recorded",
                               _minutes(folder, m["metrics_file"]) if m.get("metrics_file") else None))
         what = ("one network, the mean of their weights" if meta.extra.get("average") == "weights"

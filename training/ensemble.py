@@ -150,7 +150,7 @@ def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
             rows.append({"model": portable_path(folder), "crops": crops, "val_accuracy": ev["accuracy"],
                          "val_balanced_accuracy": ev["balanced_accuracy"],
                          "classify_ms_per_face": ev["classify_ms_per_face"]})
-    meta.metrics = {"val_accuracy": rows[-1]["val_accuracy"]}
+    meta.metrics = {**meta.metrics, "val_accuracy": rows[-1]["val_accuracy"]}   # keeps a weight average's fit_val
     meta.extra["validation"] = rows
     if len(te.y):
         result = evaluate_arrays(Classifier(out, warm_up=False), te.x, te.y, meta.threshold)
