@@ -80,11 +80,11 @@ def portable_command(argv: list[str]) -> str:
 
 
 def portable_paths(value):
-    """A copy of a JSON-like value in which every absolute path (value or key) is made portable."""
+    """A copy of a JSON-like value in which every absolute or ./, ../ path (value or key) is made portable."""
     if isinstance(value, dict):
         return {portable_paths(k): portable_paths(v) for k, v in value.items()}
     if isinstance(value, list):
         return [portable_paths(v) for v in value]
-    if isinstance(value, str) and ABSOLUTE.match(value):
-        return portable_path(value)
+    if isinstance(value, str) and (ABSOLUTE.match(value) or value.startswith(("./", "../"))):
+        return portable_path(value)     # a relative dataset path (../shared/datasets/fer2013) too
     return value

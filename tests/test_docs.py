@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.portable import portable_command, portable_path
+from core.portable import portable_command, portable_path, portable_paths
 from core.progress import ProgressBar
 from training import cli_docs, hub
 from training.card import render_card, write_card
@@ -171,6 +171,9 @@ def test_paths_are_recorded_without_the_machines_folders(tmp_path, monkeypatch):
     assert portable_path(REPO / "models" / "smile") == "models/smile"
     assert portable_path(tmp_path / "photos") == "<elsewhere>/photos"
     assert portable_path("models/expression") == "models/expression"
+    monkeypatch.chdir(tmp_path / "somewhere")          # datasets given relative to where the command runs
+    assert portable_paths({"data": "./g4k", "extra": {"../fer": 3}, "note": "a/b"}) == \
+        {"data": "<genki4k>", "extra": {"<fer2013>": 3}, "note": "a/b"}
     cmd = portable_command(["python", "-m", "training.train", "--data", str(genki), f"--out={tmp_path}/runs/x",
                             "--lr", "2e-4", "--note", "two words"])
     assert cmd == "python -m training.train --data <genki4k> --out=<runs>/x --lr 2e-4 --note 'two words'"

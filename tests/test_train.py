@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.model import Classifier
+from core.model import Classifier, ModelMeta
 from tiny_dataset import make_class_folders
 from training.card import render_card
+from training.card_data import lineage
 from training.config import ConfigError, TrainConfig
 from training.data import prepare
 from training.launcher import summary
@@ -341,6 +342,9 @@ def test_a_model_at_another_face_size_serves_fine_tunes_and_explores(faces, tmp_
     assert run_main([*QUICK, "--init", str(out), "--data", str(faces), "--out", str(tuned), "--epochs", "1",
                      "--skip-test"]) == 0
     assert Run(tuned).config()["config"]["input_size"] == 80
+    source, meta = ModelMeta.load(out), ModelMeta.load(tuned)      # the fine-tune records where it started
+    assert meta.extra["init"]["folder"].startswith("run px80, ") and meta.extra["init"]["command"] == source.command
+    assert [s.command for s in lineage(tuned, meta)] == [source.command, meta.command]    # the card's steps
     assert Classifier(tuned).preprocess.equalize == "clahe"
     assert Classifier(tuned).model.input_shape == (None, 80, 80, 1)
 

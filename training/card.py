@@ -14,7 +14,7 @@ from core.model import META_FILE, MODEL_FILE, ModelMeta
 from core.tasks import Task, get_task
 from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
                                 primary_eval, read_json, worst_line)
-from training.card_text import DATASET_TEXT, TASK_TEXT
+from training.card_text import DATASET_TEXT, TASK_TEXT, fer_negatives_text
 
 CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
 
@@ -81,8 +81,10 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
              f"- **{dataset_title(d.get('dataset'))}**: {d.get('n_samples', 'n/a'):,} images; "
              + DATASET_TEXT.get(d.get("dataset"), {}).get("about", "the images given to `--data`.")]
     for root, n in extra.items():
+        negatives = fer_negatives_text((meta.extra.get("train_config") or {}).get("fer_negatives") or 0)
         lines.append(f"- **{dataset_title(root)}** (`--extra-data`): {n:,} training faces; "
-                     + DATASET_TEXT.get(root.strip("<>"), {}).get("as_extra", "more training images."))
+                     + DATASET_TEXT.get(root.strip("<>"), {}).get("as_extra", "more training images.")
+                     .format(negatives=negatives))
     split = meta.extra.get("split", {})
     lines += [f"- Split: {sizes.get('train', 0):,} training, {sizes.get('val', 0):,} validation, "
               f"{sizes.get('test', 0):,} test faces (seed {split.get('seed', 'n/a')}, stratified, exact duplicates "
@@ -190,6 +192,8 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     for i, s in enumerate(steps, 1):
         when = f" ({s.minutes:.0f} min)" if s.minutes else ""
         lines.append(f"{i}. {s.what}{when}" + ("" if s.brief else f": `{s.command}`"))
+    if any(s.brief for s in steps):
+        lines += ["", "The commands of the runs listed by name are in `metadata.json` (`init`)."]
     split_seed = cfg.get("split_seed", meta.extra.get("split", {}).get("seed", "n/a"))
     members = meta.extra.get("ensemble") or []
     if members:       # each member's own settings: the averaging itself has none
@@ -198,10 +202,11 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
         machines = " and ".join(dict.fromkeys(machine_line(m.get("machine") or {}, training=True) for m in members))
         return lines + ["", f"Split seed {split_seed}; {seeds}; on {machines}; float32 as served"
                         + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
-    lines += ["", f"Seed {cfg.get('seed', 'n/a')}, split seed {split_seed}; "
-                  f"{meta.extra.get('precision', 'n/a')} while training, float32 as served; "
-                  + (f"{total:.0f} minutes of training in all, " if total else "")
-                  + f"on {machine_line(meta.extra.get('machine', {}), training=True)}.", ""]
+    settings = (f"seed {cfg.get('seed', 'n/a')}, split seed {split_seed}, {meta.extra.get('precision', 'n/a')} "
+                f"while training, on {machine_line(meta.extra.get('machine', {}), training=True)}")
+    # the earlier runs of an --init chain may have run elsewhere: the settings are this run's
+    settings = f"The last run: {settings}" if len(steps) > 1 else settings[0].upper() + settings[1:]
+    lines += ["", settings + "; float32 as served" + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
     return lines
 
 

@@ -123,7 +123,7 @@ class Step:
     what: str
     command: str
     minutes: float | None
-    brief: bool = False     # a card names it without its command (an ensemble member's earlier runs)
+    brief: bool = False     # a card names it without its command (runs before the last --init; in metadata.json)
 
 
 def _minutes(folder: Path, metrics_file: str) -> float | None:
@@ -143,7 +143,8 @@ def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
         what = ("one network, the mean of their weights" if meta.extra.get("average") == "weights"
                 else "the ensemble, the mean of their probabilities")
         return steps + [Step(what, meta.command or "not recorded", None)]
-    return _init_chain(folder, meta.extra.get("init")) + [
+    chain = _init_chain(folder, meta.extra.get("init"))   # the --init model's command in full, older ones by name
+    return [replace(s, brief=True) for s in chain[:-1]] + chain[-1:] + [
         Step("this model", meta.command or "not recorded", _minutes(folder, "metrics.jsonl"))]
 
 

@@ -18,9 +18,16 @@ DATASET_TEXT = {
                          "not smile: many people, places and lighting conditions, mostly adults, mostly frontal."},
     "fer2013": {"about": "48x48 gray faces found by web image search for the ICML 2013 challenge, labelled with "
                          "seven expressions; PublicTest and PrivateTest are its official test halves.",
-                "as_extra": "its training happy faces as smiles and neutral faces as no smiles (tightly cropped, "
+                "as_extra": "its training happy faces as smiles and {negatives} as no smiles (tightly cropped, "
                             "other people and framings than GENKI-4K's)."},
 }
+
+
+def fer_negatives_text(share: float) -> str:
+    """What a smile model's FER-2013 no-smile faces are, from its `--fer-negatives` share."""
+    if share >= 1:
+        return "the six other expressions"
+    return f"neutral faces and {100 * share:.0f} % of the five others" if share > 0 else "neutral faces"
 
 
 def _pct(v: float) -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.fileio import append_jsonl, write_json_atomic
-from core.model import MODEL_FILE, ModelMeta
+from core.fileio import append_jsonl, read_jsonl, write_json_atomic
+from core.model import MODEL_FILE, ModelError, ModelMeta
 from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT
 from core.progress import ProgressBar
-from core.portable import portable_command, portable_paths
+from core.portable import portable_command, portable_path, portable_paths
 from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, machine_summary, quiet_command, tensorflow
 from core.tasks import TASKS
 from training.baselines import BASELINES, train_baseline
@@ -72,6 +72,27 @@ def tune_threshold(probs: np.ndarray, y: np.ndarray, task) -> float:
 def inherited_threshold(init: str) -> float:
     """A --fit-val run has no unseen validation faces to tune on: it keeps its --init model's threshold."""
     return ModelMeta.load(Path(init)).threshold if init else 0.5
+
+
+def init_record(folder: str) -> dict | None:
+    """Where a fine-tune started, for its card: the --init model's command, training minutes and own
+    --init chain (metadata `init`); None when the folder has no readable metadata."""
+    path = Path(folder)
+    try:
+        meta = ModelMeta.load(path)
+    except ModelError:
+        return None
+    out = meta.command.split("--out ")[-1].split()[0] if "--out " in meta.command else ""
+    run = f"run {Path(out).name}" if out else "a model"
+    rows = [r for r in read_jsonl(path / METRICS) if "time" in r]
+    record = {"folder": f"{run}, {portable_path(path)} as of {meta.created[:10] or 'an unrecorded day'}",
+              "command": meta.command or "not recorded",
+              "minutes": round(sum(r["time"] for r in rows) / 60, 1) if rows else None}
+    if meta.extra.get("ensemble"):
+        record["folder"] += " (an ensemble: its metadata lists the members)"
+    if isinstance(meta.extra.get("init"), dict):
+        record["init"] = meta.extra["init"]
+    return record
 
 
 def load_init_weights(model, folder: str) -> None:
@@ -313,6 +334,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
                          extra={"split": split_cfg.to_dict(), "data": portable_paths(prep.summary()),
                                 "precision": precision, "train_config": portable_paths(cfg.to_dict()),
                                 "machine": machine_summary()})
+        # the card's "how it was trained" goes back through the --init model (as it was when the run began)
+        origin = ModelMeta.load(run.path).extra.get("init") if resume and run.has_model() else None
+        origin = origin or (init_record(cfg.init) if cfg.init else None)
+        if origin:
+            meta.extra["init"] = origin
         strategy = _strategy()
         with strategy.scope():
             if resume:
@@ -549,7 +575,9 @@ def main(argv=None) -> int:
         if not wait_for_slot(args.out, args.max_runs):
             return 0
     try:
-        result = train(cfg, args.out, resume=args.resume, echo=True)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        result = train(cfg, args.out, resume=args.resume, echo=True,
+                       command=portable_command(["python", "-m", "training.train", *argv]))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
