@@ -92,6 +92,12 @@ def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
     make_ensemble([MODELS / "expression", other], tmp_path / "soup", average="weights")
     clf = Classifier(tmp_path / "soup", warm_up=False)
     assert clf.n_views == 10 and clf.meta.tta_crops == Classifier(MODELS / "expression", warm_up=False).meta.tta_crops
+    # a prior correction (the shipped model's neutral offset) is kept only when every member has the same one
+    assert clf.meta.class_bias == ModelMeta.load(MODELS / "expression").class_bias
+    meta["class_bias"] = []
+    (other / META_FILE).write_text(json.dumps(meta))
+    make_ensemble([MODELS / "expression", other], tmp_path / "soup2", average="weights")
+    assert ModelMeta.load(tmp_path / "soup2").class_bias == []
 
 
 def test_ensemble_with_corner_crops(tmp_path):

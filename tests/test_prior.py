@@ -85,3 +85,27 @@ def test_the_bundled_model_applies_its_metadata_class_bias(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="class_bias has 2 values for 7 classes"):
         Classifier(folder, warm_up=False)
+
+
+def test_the_command_writes_a_corrected_copy_with_a_portable_command_and_none_of_the_old_figures(tmp_path,
+                                                                                               monkeypatch):
+    """`python -m training.prior` on small copies of the real datasets and the bundled expression model."""
+    from core.model import ModelMeta
+    from tiny_dataset import FER, GENKI, make_mini_fer, make_mini_genki
+    from training import prior
+
+    need(FER), need(GENKI)
+    fer, genki = make_mini_fer(tmp_path / "fer", 6), make_mini_genki(tmp_path / "g", 12)
+    monkeypatch.setenv("GRIN_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "runs" / "corrected"
+    assert prior.main(["--model", str(REPO / "models" / "expression"), "--fer", str(fer), "--genki", str(genki),
+                       "--classes", "neutral", "--step", "0.5", "--out", str(out)]) == 0
+    meta = ModelMeta.load(out)
+    neutral = meta.class_names.index("neutral")
+    assert len(meta.class_bias) == 7 and not any(b for i, b in enumerate(meta.class_bias) if i != neutral)
+    record = meta.extra["prior_correction"]
+    assert record["command"].startswith("python -m training.prior --model models/expression --fer <elsewhere>/fer")
+    assert record["command"].endswith("--out <runs>/corrected") and record["fitted_on"]["genki4k-train-subset"] > 0
+    assert (out / "model.keras").is_file() and (out / "model.onnx").is_file()
+    assert (REPO / "models" / "expression" / "eval_fer2013_test.json").is_file()
+    assert not [f.name for f in out.iterdir() if f.name.startswith(prior.FIGURES)]   # the uncorrected model's

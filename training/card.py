@@ -13,7 +13,7 @@ from pathlib import Path
 from core.model import META_FILE, MODEL_FILE, ModelMeta
 from core.tasks import Task, get_task
 from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
-                                primary_eval, read_json, worst_line)
+                                offsets_text, primary_eval, read_json, worst_line)
 from training.card_text import DATASET_TEXT, TASK_TEXT, fer_negatives_text
 
 CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
@@ -70,7 +70,8 @@ def _use(meta: ModelMeta, task: Task, folder: Path) -> list[str]:
             f"Outside Grin, `keras.saving.load_model(\"{MODEL_FILE}\", safe_mode=True)` takes "
             f"{pp['input_size']}x{pp['input_size']} uint8 {pp['color_mode']} crops{_equalize_use(meta)} as float32 "
             f"(0-255) and outputs probabilities for {', '.join(task.class_names)}; `{META_FILE}` holds the framing "
-            "and the threshold.", ""]
+            + ("and the `class_bias` to add to the log-probabilities." if offsets_text(meta)
+               else "and the threshold."), ""]
 
 
 def _data(meta: ModelMeta, task: Task) -> list[str]:
@@ -92,7 +93,9 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
               + (_fit_val_note(meta, task) if meta.metrics.get("fit_val") else "."),
               f"- Faces: {_faces_note(d)} Each box is widened x{pp['widen']}{_equalize_note(meta)}, cut square and "
               f"resized to {pp['input_size']} px {pp['color_mode']}.",
-              f"- At test time: {_views(meta)}; "
+              f"- At test time: {_views(meta)}"
+              + (f", then {offsets_text(meta)} added to the log-probabilities (`class_bias`)"
+                 if offsets_text(meta) else "") + "; "
               + (f"a face is called *{task.display_names[1]}* above probability {meta.threshold:.2f}." if task.is_binary
                  else "the most probable class wins."), ""]
     return lines

@@ -131,9 +131,21 @@ def _minutes(folder: Path, metrics_file: str) -> float | None:
     return sum(r.get("time", 0) for r in rows) / 60 if rows else None
 
 
+def offsets_text(meta: ModelMeta) -> str:
+    """'neutral +0.30': the prior correction's non-zero offsets (metadata `class_bias`), or ''."""
+    return ", ".join(f"{n} {b:+.2f}" for n, b in zip(meta.class_names, meta.class_bias) if b)
+
+
 def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
     """The training steps that made the model, oldest first: its --init chain (metadata `init`), then itself;
-    for an ensemble, each member's chain and the member, then the averaging."""
+    for an ensemble, each member's chain and the member, then the averaging; last, a prior correction."""
+    prior = meta.extra.get("prior_correction") or {}
+    fitted = [Step(f"a prior correction of its probabilities ({offsets_text(meta)})", prior.get("command")
+                   or "not recorded", None)] if offsets_text(meta) else []
+    return _made(folder, meta) + fitted
+
+
+def _made(folder: Path, meta: ModelMeta) -> list[Step]:
     if meta.extra.get("ensemble"):
         steps = []
         for i, m in enumerate(meta.extra["ensemble"], 1):

@@ -89,8 +89,10 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "firs
     out.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, out / MODEL_FILE)
     arch = first.arch if by_weights else f"ensemble of {len(members)} x {first.arch}"
+    # a prior correction is fitted to one network's probabilities: kept only when every member has the same
+    bias = first.class_bias if all(m.class_bias == first.class_bias for m in metas) else []
     meta = replace(first, arch=arch, tta_crops=first.tta_crops if crops == "first" else CROP_SETS[crops],
-                   metrics={}, command=command, created=dt.datetime.now().isoformat(timespec="seconds"),
+                   class_bias=bias, metrics={}, command=command, created=dt.datetime.now().isoformat(timespec="seconds"),
                    extra={**{k: v for k, v in first.extra.items() if k in ("split", "data")},
                           "n_params": int(model.count_params()),
                           "precision": first.extra.get("precision"),

@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.portable import portable_command
+
 GRID_STEP = 0.25    # offsets tried: -1.5 to 1.5 in these steps
 GENKI_EVERY = 3     # every 3rd GENKI-4K training photo
+FIGURES = ("eval_", "generalisation", "bench", "explain", "framing")   # files of figures a correction changes
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -141,12 +144,12 @@ def main(argv=None) -> int:
     keys = ("mean", "worst") if args.aim == "mean" else ("worst", "mean")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in Path(args.model).iterdir():
-        if f.is_file() and f.name != "README.md":
+    for f in Path(args.model).iterdir():   # the network and its training records; not the figures of the
+        if f.is_file() and f.name != "README.md" and not f.name.startswith(FIGURES):   # uncorrected model
             shutil.copy2(f, out / f.name)
     meta = replace(meta, class_bias=[round(float(b), 2) for b in bias])
     meta.extra = dict(meta.extra, prior_correction={
-        "command": "python -m training.prior " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": portable_command(["python", "-m", "training.prior", *(argv if argv is not None else sys.argv[1:])]),
         "fitted_on": sizes,
         "objective": f"{args.aim} balanced accuracy over the fitted sets, then the other"
                      + ("" if args.max_drop is None else f", PublicTest accuracy at most {args.max_drop} lower"),
