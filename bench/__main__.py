@@ -26,7 +26,9 @@ from core.registry import models_root
 from core.runtime import quiet_command
 from core.tasks import TASKS
 
-TARGET_MS = 15.0                 # median per 640x480 one-face frame on the 2-core reference machine
+# median per 640x480 one-face frame on the 2-core reference machine: the smile ship rule's floor, and issue 25's
+# aim for the expression model's ten-crop test
+TARGET_MS = {"smile": 15.0, "expression": 20.0}
 
 
 def machine_info() -> dict:
@@ -101,7 +103,7 @@ def run_benchmark(model: str | Path, media: str | Path, iterations: int = 200, m
         "classifier_faces_per_second": round(32 * 1000 / classifier_ms["batch32"]["median"], 1),
         "ratio_pipeline_to_detect": ratios["one_face"],
         "ratio_pipeline_to_detect_by_frame": ratios,
-        "target": {"one_face_median_ms": TARGET_MS, "met": one < TARGET_MS},
+        "target": {"one_face_median_ms": TARGET_MS[clf.task.name], "met": one < TARGET_MS[clf.task.name]},
     }
 
 

@@ -90,6 +90,16 @@ def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
     (other / META_FILE).write_text(json.dumps(meta))
     assert ModelMeta.load(other).preprocess != ModelMeta.load(MODELS / "expression").preprocess
     make_ensemble([MODELS / "expression", other], tmp_path / "soup", average="weights")
+    # both members are themselves weight averages: the card lists their members' runs, and keeps their curves
+    inner = ModelMeta.load(MODELS / "expression").extra["ensemble"]
+    steps = lineage(tmp_path / "soup", ModelMeta.load(tmp_path / "soup"))
+    members = [(s.what.split(",")[0].split()[1], s.brief) for s in steps if s.what.startswith("member ")]
+    assert [n for n, brief in members if not brief] == ["1", "2"]          # the two members, with commands
+    inside = [n for n, brief in members if brief]                          # their own members, by name
+    assert inside and all(n.startswith(("1.", "2.")) for n in inside)
+    assert [n[2:] for n in inside if n[0] == "1"] == [n[2:] for n in inside if n[0] == "2"]
+    assert (tmp_path / "soup" / f"member2_{inner[-1]['metrics_file']}").read_bytes() == \
+        (MODELS / "expression" / inner[-1]["metrics_file"]).read_bytes()
     clf = Classifier(tmp_path / "soup", warm_up=False)
     assert clf.n_views == 10 and clf.meta.tta_crops == Classifier(MODELS / "expression", warm_up=False).meta.tta_crops
     # a prior correction (the shipped model's neutral offset) is kept only when every member has the same one

@@ -123,6 +123,7 @@ def test_view_groups_average_to_the_whole_ten_crop_test(runtime):
 
     clf = Classifier(MODELS / "expression", warm_up=False, runtime=runtime)
     assert clf.runtime == runtime and clf.n_groups == 5
+    clf.meta = replace(clf.meta, class_bias=[])   # the network's views (a prior correction renormalises each read)
     size = clf.preprocess.input_size
     faces = np.stack([cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (size, size))[:, :, None]
                       for p in sorted(need(EXPRESSIONS).glob("*.jpg"))])

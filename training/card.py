@@ -196,13 +196,13 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
         when = f" ({s.minutes:.0f} min)" if s.minutes else ""
         lines.append(f"{i}. {s.what}{when}" + ("" if s.brief else f": `{s.command}`"))
     if any(s.brief for s in steps):
-        lines += ["", "The commands of the runs listed by name are in `metadata.json` (`init`)."]
+        lines += ["", "The commands of the runs listed by name are in `metadata.json`."]
     split_seed = cfg.get("split_seed", meta.extra.get("split", {}).get("seed", "n/a"))
     members = meta.extra.get("ensemble") or []
     if members:       # each member's own settings: the averaging itself has none
         seeds = ", ".join(f"member {i} seed {(m.get('train_config') or {}).get('seed', 'n/a')} "
                           f"({m.get('precision') or 'precision not recorded'})" for i, m in enumerate(members, 1))
-        machines = " and ".join(dict.fromkeys(machine_line(m.get("machine") or {}, training=True) for m in members))
+        machines = " and ".join(dict.fromkeys(machine_line(m, training=True) for m in _member_machines(members)))
         return lines + ["", f"Split seed {split_seed}; {seeds}; on {machines}; float32 as served"
                         + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
     settings = (f"seed {cfg.get('seed', 'n/a')}, split seed {split_seed}, {meta.extra.get('precision', 'n/a')} "
@@ -211,6 +211,12 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     settings = f"The last run: {settings}" if len(steps) > 1 else settings[0].upper() + settings[1:]
     lines += ["", settings + "; float32 as served" + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
     return lines
+
+
+def _member_machines(members: list[dict]) -> list[dict]:
+    """The machines an ensemble's members trained on, those of a member that is itself an ensemble included."""
+    return [x for m in members for x in (_member_machines(m["members"]) if m.get("members")
+                                          else [m.get("machine") or {}])]
 
 
 def _ship_rules(folder: Path, task: Task, rows: list[CheckRow], bench: dict) -> list[str]:

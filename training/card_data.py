@@ -145,16 +145,30 @@ def lineage(folder: Path, meta: ModelMeta) -> list[Step]:
     return _made(folder, meta) + fitted
 
 
+def _ensemble_steps(folder: Path, members: list[dict], average: str | None, command: str, prefix: str = "") -> list[Step]:
+    """Each member's --init chain (by name) and the member, then the averaging; a member that is itself an
+    ensemble (its records under `members`) by its own steps, named "member 1.2" and so on, by name."""
+    steps, commands = [], {m.get("command") for m in members}
+    for i, m in enumerate(members, 1):
+        name = f"{prefix}{i}"
+        if m.get("members"):
+            inner = _ensemble_steps(folder, m["members"], m.get("average"), m.get("command") or "", f"{name}.")
+            steps += [replace(s, brief=True) for s in inner[:-1]]
+            steps.append(replace(inner[-1], what=f"member {name}, {m.get('folder') or 'a model folder'}: "
+                                                 f"{inner[-1].what}", brief=False))
+            continue
+        # (a member fine-tuned from another member: that one is listed once, as a member)
+        steps += [replace(s, brief=True) for s in _init_chain(folder, m.get("init")) if s.command not in commands]
+        steps.append(Step(f"member {name}, {m.get('folder') or 'a model folder'}", m.get("command") or "not recorded",
+                          _minutes(folder, m["metrics_file"]) if m.get("metrics_file") else None, brief=bool(prefix)))
+    what = ("one network, the mean of their weights" if average == "weights"
+            else "the ensemble, the mean of their probabilities")
+    return steps + [Step(what, command or "not recorded", None)]
+
+
 def _made(folder: Path, meta: ModelMeta) -> list[Step]:
     if meta.extra.get("ensemble"):
-        steps = []
-        for i, m in enumerate(meta.extra["ensemble"], 1):
-            steps += [replace(s, brief=True) for s in _init_chain(folder, m.get("init"))]
-            steps.append(Step(f"member {i}, {m.get('folder') or 'a model folder'}", m.get("command") or "not recorded",
-                              _minutes(folder, m["metrics_file"]) if m.get("metrics_file") else None))
-        what = ("one network, the mean of their weights" if meta.extra.get("average") == "weights"
-                else "the ensemble, the mean of their probabilities")
-        return steps + [Step(what, meta.command or "not recorded", None)]
+        return _ensemble_steps(folder, meta.extra["ensemble"], meta.extra.get("average"), meta.command)
     chain = _init_chain(folder, meta.extra.get("init"))   # the --init model's command in full, older ones by name
     return [replace(s, brief=True) for s in chain[:-1]] + chain[-1:] + [
         Step("this model", meta.command or "not recorded", _minutes(folder, "metrics.jsonl"))]

@@ -10,6 +10,7 @@ ensemble (WiSE-FT, Wortsman et al., 2022) at one member's size and speed.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import shutil
 import sys
@@ -127,7 +128,23 @@ def _copy_training_records(member: Path, meta: ModelMeta, out: Path, index: int)
         if name and (member / name).is_file() and not (out / name).exists():
             shutil.copyfile(member / name, out / name)
         node = node.get("init")
+    if meta.extra.get("ensemble"):     # a member that is itself an ensemble: its members' records, renamed
+        record["average"] = meta.extra.get("average")
+        record["members"] = _renamed_records(copy.deepcopy(meta.extra["ensemble"]), member, out, f"member{index}_")
     return record
+
+
+def _renamed_records(value, member: Path, out: Path, prefix: str):
+    """`value` (a member's ensemble records) with each metrics file it names copied into `out` under `prefix`."""
+    if isinstance(value, list):
+        return [_renamed_records(v, member, out, prefix) for v in value]
+    if isinstance(value, dict):
+        value = {k: _renamed_records(v, member, out, prefix) for k, v in value.items()}
+        name = value.get("metrics_file")
+        if isinstance(name, str) and (member / name).is_file():
+            value["metrics_file"] = prefix + name
+            shutil.copyfile(member / name, out / value["metrics_file"])
+    return value
 
 
 def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
