@@ -102,12 +102,13 @@ def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
         (MODELS / "expression" / inner[-1]["metrics_file"]).read_bytes()
     clf = Classifier(tmp_path / "soup", warm_up=False)
     assert clf.n_views == 10 and clf.meta.tta_crops == Classifier(MODELS / "expression", warm_up=False).meta.tta_crops
-    # a prior correction (the shipped model's neutral offset) is kept only when every member has the same one
-    assert clf.meta.class_bias == ModelMeta.load(MODELS / "expression").class_bias
-    meta["class_bias"] = []
-    (other / META_FILE).write_text(json.dumps(meta))
-    make_ensemble([MODELS / "expression", other], tmp_path / "soup2", average="weights")
-    assert ModelMeta.load(tmp_path / "soup2").class_bias == []
+    # a prior correction is fitted to one network: an average keeps it only when every member has the same one
+    offset = [0.0] * 4 + [0.4] + [0.0] * 2
+    first = copy_model("expression", tmp_path / "first", class_bias=offset)
+    for bias in (offset, []):
+        (other / META_FILE).write_text(json.dumps({**meta, "class_bias": bias}))
+        soup = make_ensemble([first, other], tmp_path / f"soup-{len(bias)}", average="weights")
+        assert ModelMeta.load(soup).class_bias == bias
 
 
 def test_ensemble_with_corner_crops(tmp_path):

@@ -81,8 +81,8 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
     lines = ["## Training data and preprocessing", "",
              f"- **{dataset_title(d.get('dataset'))}**: {d.get('n_samples', 'n/a'):,} images; "
              + DATASET_TEXT.get(d.get("dataset"), {}).get("about", "the images given to `--data`.")]
+    negatives = fer_negatives_text((meta.extra.get("train_config") or {}).get("fer_negatives") or 0)
     for root, n in extra.items():
-        negatives = fer_negatives_text((meta.extra.get("train_config") or {}).get("fer_negatives") or 0)
         lines.append(f"- **{dataset_title(root)}** (`--extra-data`): {n:,} training faces; "
                      + DATASET_TEXT.get(root.strip("<>"), {}).get("as_extra", "more training images.")
                      .format(negatives=negatives))
@@ -208,7 +208,7 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     settings = (f"seed {cfg.get('seed', 'n/a')}, split seed {split_seed}, {meta.extra.get('precision', 'n/a')} "
                 f"while training, on {machine_line(meta.extra.get('machine', {}), training=True)}")
     # the earlier runs of an --init chain may have run elsewhere: the settings are this run's
-    settings = f"The last run: {settings}" if len(steps) > 1 else settings[0].upper() + settings[1:]
+    settings = f"The last run: {settings}" if meta.extra.get("init") else settings[0].upper() + settings[1:]
     lines += ["", settings + "; float32 as served" + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
     return lines
 

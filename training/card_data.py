@@ -126,7 +126,8 @@ class Step:
     brief: bool = False     # a card names it without its command (runs before the last --init; in metadata.json)
 
 
-def _minutes(folder: Path, metrics_file: str) -> float | None:
+def training_minutes(folder: Path, metrics_file: str = "metrics.jsonl") -> float | None:
+    """Minutes of training a run's per-epoch metrics file records, or None without one."""
     rows = read_jsonl(folder / metrics_file)
     return sum(r.get("time", 0) for r in rows) / 60 if rows else None
 
@@ -160,7 +161,7 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
         # (a member fine-tuned from another member: that one is listed once, as a member)
         steps += [replace(s, brief=True) for s in _init_chain(folder, m.get("init")) if s.command not in commands]
         steps.append(Step(f"member {name}, {m.get('folder') or 'a model folder'}", m.get("command") or "not recorded",
-                          _minutes(folder, m["metrics_file"]) if m.get("metrics_file") else None, brief=bool(prefix)))
+                          training_minutes(folder, m["metrics_file"]) if m.get("metrics_file") else None, brief=bool(prefix)))
     what = ("one network, the mean of their weights" if average == "weights"
             else "the ensemble, the mean of their probabilities")
     return steps + [Step(what, command or "not recorded", None)]
@@ -171,7 +172,7 @@ def _made(folder: Path, meta: ModelMeta) -> list[Step]:
         return _ensemble_steps(folder, meta.extra["ensemble"], meta.extra.get("average"), meta.command)
     chain = _init_chain(folder, meta.extra.get("init"))   # the --init model's command in full, older ones by name
     return [replace(s, brief=True) for s in chain[:-1]] + chain[-1:] + [
-        Step("this model", meta.command or "not recorded", _minutes(folder, "metrics.jsonl"))]
+        Step("this model", meta.command or "not recorded", training_minutes(folder, "metrics.jsonl"))]
 
 
 def curve_rows(folder: Path) -> tuple[list[dict], str]:
@@ -193,7 +194,7 @@ def _init_chain(folder: Path, node) -> list[Step]:
     """The runs an --init chain went through, oldest first."""
     steps = []
     while isinstance(node, dict) and node.get("command"):
-        minutes = node.get("minutes") or (_minutes(folder, node["metrics_file"]) if node.get("metrics_file") else None)
+        minutes = node.get("minutes") or (training_minutes(folder, node["metrics_file"]) if node.get("metrics_file") else None)
         steps.append(Step(node.get("folder", "an earlier run"), node["command"], minutes))
         node = node.get("init")
     steps.reverse()

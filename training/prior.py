@@ -28,7 +28,7 @@ from core.portable import portable_command
 
 GRID_STEP = 0.25    # offsets tried: -1.5 to 1.5 in these steps
 GENKI_EVERY = 3     # every 3rd GENKI-4K training photo
-FIGURES = ("eval_", "generalisation", "bench", "explain", "framing")   # files of figures a correction changes
+FIGURES = ("eval_", "generalisation", "bench", "explain")   # files of figures that a correction changes
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.fileio import append_jsonl, read_jsonl, write_json_atomic
+from core.fileio import append_jsonl, write_json_atomic
 from core.model import MODEL_FILE, ModelError, ModelMeta
 from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT
 from core.progress import ProgressBar
@@ -26,6 +27,7 @@ from core.portable import portable_command, portable_path, portable_paths
 from core.runtime import BF16_CPU_FLAGS, cpu_flags, gpu_count, machine_summary, quiet_command, tensorflow
 from core.tasks import TASKS
 from training.baselines import BASELINES, train_baseline
+from training.card_data import training_minutes
 from training.config import Augment, ConfigError, TrainConfig
 from training.runs import CHECKPOINT, CHECKPOINT_STATE, CONFIG, EVAL, METRICS, Run
 from training.swa import SWA_FILE, WeightAverage, recalibrate_batch_norm
@@ -82,12 +84,11 @@ def init_record(folder: str) -> dict | None:
         meta = ModelMeta.load(path)
     except ModelError:
         return None
-    out = meta.command.split("--out ")[-1].split()[0] if "--out " in meta.command else ""
-    run = f"run {Path(out).name}" if out else "a model"
-    rows = [r for r in read_jsonl(path / METRICS) if "time" in r]
+    out = re.search(r"--out[ =](\S+)", meta.command)
+    run = f"run {Path(out.group(1)).name}" if out else "a model"
+    minutes = training_minutes(path)
     record = {"folder": f"{run}, {portable_path(path)} as of {meta.created[:10] or 'an unrecorded day'}",
-              "command": meta.command or "not recorded",
-              "minutes": round(sum(r["time"] for r in rows) / 60, 1) if rows else None}
+              "command": meta.command or "not recorded", "minutes": round(minutes, 1) if minutes else None}
     if meta.extra.get("ensemble"):
         record["folder"] += " (an ensemble: its metadata lists the members)"
     if isinstance(meta.extra.get("init"), dict):
