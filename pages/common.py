@@ -12,6 +12,7 @@ from core.explain import Explainer, FaceExplanation, enlarge, overlay
 from core.model import Classifier, ModelError
 from core.pipeline import Face, Pipeline
 from core.registry import default_model, list_models
+from core.runtime import freeze_long_lived
 from core.tasks import TASKS, Task, get_task
 
 
@@ -113,7 +114,9 @@ def sidebar() -> Selection:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
 def load_classifier(path: str, mtime: float, crops: bool = True) -> Classifier:
     """One loaded model per (folder, file time, views), shared by all sessions."""
-    return Classifier(path, crops=crops)
+    classifier = Classifier(path, crops=crops)
+    freeze_long_lived()     # the model, and the modules the page imported, stay out of later collections
+    return classifier
 
 
 @st.cache_resource(show_spinner=False)

@@ -2,10 +2,10 @@
 import os
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from core.charts import probability_history
 from core.detect import LIVE_DETECTOR
 from core.draw import draw_faces
 from core.explain import METHODS, explain_faces, heat_picture
@@ -49,13 +49,9 @@ def show_history(s: StreamStats, task: Task) -> None:
     """Probabilities of the largest face over the last frames."""
     if s.class_names != task.class_names:       # the model changed and no frame has come since
         return
-    names = list(task.display_names)
-    rows = [dict(zip(names, r.probs[0]), time=r.t) for r in s.records if r.probs]
-    if rows:
-        df = pd.DataFrame(rows)
-        df["time"] = df["time"] - df["time"].iloc[-1]
-        st.line_chart(df, x="time", y=names, height=200, x_label="seconds", y_label="probability",
-                      color=["#%02x%02x%02x" % c for c in task.colors])
+    spec = probability_history(s.records, task)
+    if spec is not None:
+        st.vega_lite_chart(spec, width="stretch", key="webcam.history")
 
 
 def explain_frame(selection: Selection, frame, faces, key: str) -> None:
@@ -104,13 +100,12 @@ def show_snapshot(s: StreamStats, selection: Selection) -> None:
         return
     snap = s.snapshot
     annotated = st.toggle("With labels", value=True, key="webcam.snapshot_labels")
-    image = snap.annotated if annotated else snap.clean
-    st.image(image, caption=f"Snapshot {snap.number} (probability {snap.probability:.0%})")
     cache = st.session_state.setdefault("webcam.snapshot_png", {})
     key = (snap.number, annotated)
-    if key not in cache:
+    if key not in cache:    # encoded once: the panel shows it again every refresh
         cache.clear()
-        cache[key] = encode_png(image)
+        cache[key] = encode_png(snap.annotated if annotated else snap.clean)
+    st.image(cache[key], caption=f"Snapshot {snap.number} (probability {snap.probability:.0%})")
     st.download_button("Download the snapshot", cache[key], file_name=f"grin-snapshot-{snap.number}.png",
                        mime="image/png", on_click="ignore", icon=":material/download:")
     if snap.faces and st.toggle("Why?", key="webcam.snapshot_why", help="Where the evidence for each label lies"):

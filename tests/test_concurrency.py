@@ -100,3 +100,30 @@ def test_one_pipeline_per_session_over_shared_models(classifier, frames):
 
     for i, faces in _hammer(session_call, frames, rounds=1):
         assert faces == reference[i]
+
+
+def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_new_garbage(classifier):
+    """freeze_long_lived (the app calls it once TensorFlow and a model are in): the objects alive then,
+    the loaded model's among them, are no longer walked by full collections; cycles made later still are."""
+    import gc
+    import weakref
+
+    from core.runtime import freeze_long_lived
+
+    class Node:
+        pass
+
+    try:
+        freeze_long_lived()
+        frozen = gc.get_freeze_count()
+        assert frozen > 100_000, "TensorFlow's and the model's objects are frozen"
+        assert not any(o is classifier for o in gc.get_objects(generation=2)), "the model is out of the walk"
+        a, b = Node(), Node()
+        a.other, b.other = b, a            # a reference cycle: only the collector can free it
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None, "garbage made after the freeze is collected as before"
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -10,7 +10,7 @@ import pytest
 
 from core.detect import FaceDetector
 from core.pipeline import Pipeline
-from core.stream import FrameProcessor, Shutter, StreamConfig
+from core.stream import FrameProcessor, Shutter, StreamConfig, video_frame
 
 
 def feed(processor, frames, fps=15.0, start=100.0):
@@ -100,6 +100,47 @@ def test_callback_converts_video_frames_and_keeps_timestamps(pipeline, smile_fra
     s = processor.stats()
     assert s.frames == 1 and s.latency_ms > 0
     assert s.current.source_t == pytest.approx(0.05), "the record keeps the frame's capture time"
+
+
+def test_annotated_frames_go_to_the_encoder_as_yuv420p(pipeline, smile_frames):
+    """The callback's frame is already in the VP8 encoder's format (no conversion per frame sent), and
+    shows the annotated picture; a frame of odd size, which 4:2:0 cannot hold, stays RGB."""
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    out = FrameProcessor(pipeline).process(smile_frames[30])
+    frame = video_frame(out)
+    assert frame.format.name == "yuv420p" and (frame.width, frame.height) == (out.shape[1], out.shape[0])
+    back = frame.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(back - out).mean() < 3, "the picture is the annotated frame (4:2:0 blurs only colour)"
+    frame.pts, frame.time_base = 0, Fraction(1, 90000)
+    payloads, _ = Vp8Encoder().encode(frame)
+    assert payloads and sum(map(len, payloads)) > 1000
+    odd = video_frame(out[:-1, :-1])
+    assert odd.format.name == "rgb24" and (odd.width, odd.height) == (out.shape[1] - 1, out.shape[0] - 1)
+
+
+def test_probability_history_chart_of_the_largest_face(pipeline, smile_frames):
+    """At most HISTORY_POINTS points a class, evenly spaced, ending with the latest frame; None with no face."""
+    from core.charts import HISTORY_POINTS, probability_history
+
+    processor = FrameProcessor(pipeline)
+    feed(processor, smile_frames[:150])
+    s = processor.stats()
+    spec = probability_history(s.records, pipeline.task)
+    names = list(pipeline.task.display_names)
+    values = spec["data"]["values"]
+    assert [v["class"] for v in values] == names * (len(values) // len(names))
+    with_face = [r for r in s.records if r.probs]
+    kept = with_face[::-1][::-(-len(with_face) // HISTORY_POINTS)][::-1]
+    assert [v["probability"] for v in values] == [p for r in kept for p in r.probs[0]]
+    assert len(kept) <= HISTORY_POINTS and kept[-1] is s.records[-1]
+    times = [v["time"] for v in values[::len(names)]]
+    assert times[-1] == 0.0 and times == sorted(times)
+    assert spec["encoding"]["color"]["scale"]["domain"] == names
+    assert len(probability_history(s.records[:10], pipeline.task)["data"]["values"]) == 10 * len(names)
+    empty = FrameProcessor(pipeline)
+    empty.process(np.zeros((480, 640, 3), np.uint8))
+    assert probability_history(empty.stats().records, pipeline.task) is None
 
 
 def test_a_bad_frame_is_reported_and_the_stream_goes_on(pipeline, smile_frames):

@@ -69,6 +69,8 @@ def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot)
     fps_shown = float(metric(page, "Frames per second"))
     latency_shown = metric(page, "Latency")
     label_text = page.locator(".st-key-webcam-label").inner_text()
+    chart = page.locator('[data-testid="stVegaLiteChart"]')
+    chart_lines = chart.first.locator("path[aria-roledescription='line mark']").count() if chart.count() else 0
     screenshot(page, "webcam-live")
     assert_no_exception(page)
     stop_webcam(page)
@@ -96,6 +98,7 @@ def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot)
 
     assert frames_shown > 0, "the page's live stats show the frames processed"
     assert re.search(r"smile", label_text), f"the page shows no label: {label_text!r}"
+    assert chart_lines == 2, f"the probability chart draws a line per class ({chart_lines} drawn)"
     assert span >= 1.2 * fake_camera.period_s, f"only {span:.1f} s of labels"
     assert fps >= 1, f"only {fps:.1f} frames per second processed"
     assert {"smile", "no smile"} <= set(labels), f"labels seen: {set(labels)}"
