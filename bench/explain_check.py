@@ -21,6 +21,7 @@ from core.model import ModelError, ModelMeta
 from core.portable import portable_command, portable_path
 from bench.synthetic import default_genki
 from core.registry import models_root
+from core.runtime import quiet_command
 
 BOOTSTRAP = 2000
 
@@ -158,7 +159,9 @@ def run_check(model: Path, data: Path, seed: int = 0, layer: str | None = None) 
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m bench.explain_check", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--json", required=True, help="write the figures here (models/smile/explain.json for the card)")
     p.add_argument("--model", default=str(models_root() / "smile"), help="smile model folder (default: %(default)s)")
     p.add_argument("--data", default=str(default_genki()), help="GENKI-4K folder (default: %(default)s)")

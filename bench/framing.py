@@ -20,6 +20,7 @@ import numpy as np
 from core.detect import DetectorConfig, FaceDetector
 from core.fileio import write_json_atomic
 from core.preprocess import crop_faces, whole_image_box
+from core.runtime import quiet_command
 
 ALIASES = {"disgusted": "disgust", "fearful": "fear", "surprised": "surprise"}
 
@@ -84,7 +85,9 @@ def run(model: str, genki: str | None, fer: str | None, media: str | None) -> di
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m bench.framing", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--model", default="models/expression")
     p.add_argument("--genki", help="GENKI-4K folder")
     p.add_argument("--fer", help="FER-2013 image-folder root (its test/ folder is read)")

@@ -34,6 +34,7 @@ from bench.conditions import CONDITIONS, CROP_CONDITIONS
 from core.detect import DetectorConfig, FaceDetector
 from core.fileio import write_json_atomic
 from core.portable import portable_path
+from core.runtime import quiet_command
 from core.tasks import Task
 
 MIN_N_WORST = 50
@@ -391,9 +392,11 @@ def comparison(results: dict[str, dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     from training.sources import shared_dataset
 
     p = argparse.ArgumentParser(prog="python -m bench.generalisation", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--model", help="model folder (default: models/<task>)")
     p.add_argument("--task", default="smile", choices=("smile", "expression"),
                    help="with no --model, the bundled model of this task (default: %(default)s)")

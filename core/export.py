@@ -11,6 +11,7 @@ import numpy as np
 from core.fileio import write_json_atomic
 from core.onnx_runtime import INPUT_NAME, ONNX_FILE, ONNX_META, sha256
 from core.portable import portable_path
+from core.runtime import quiet_command
 
 OPSET = 17
 MAX_ABS_DIFF = 1e-4   # largest probability difference from Keras allowed on the check inputs
@@ -48,7 +49,9 @@ def export(folder: str | Path, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("folders", nargs="+", help="model folders (model.keras + metadata.json)")
     args = p.parse_args(argv)
     status = 0

@@ -213,3 +213,19 @@ def test_predict_prints_only_its_result_lines():
     loud = subprocess.run([sys.executable, "-m", "core.predict", str(PHOTO), "--verbose"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert loud.returncode == 0 and loud.stdout == r.stdout
+
+
+@pytest.mark.slow
+def test_model_commands_print_only_their_own_lines(tmp_path):
+    """training.ensemble (like every command that loads a model) on the real smile model: TensorFlow's
+    start-up lines stay hidden, and --verbose shows them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    cmd = [sys.executable, "-m", "training.ensemble", "--average", "weights", "--members", "models/smile",
+           "models/smile"]
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "quiet")], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout.strip() == f"wrote {tmp_path / 'quiet'}"
+    loud = subprocess.run([*cmd, "--out", str(tmp_path / "loud"), "--verbose"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert loud.returncode == 0 and loud.stderr != "", "--verbose keeps TensorFlow's lines"

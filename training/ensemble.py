@@ -22,6 +22,7 @@ import numpy as np
 from core.fileio import write_json_atomic
 from core.model import CORNER_CROPS, MODEL_FILE, Classifier, ModelError, ModelMeta
 from core.portable import portable_command, portable_path
+from core.runtime import quiet_command
 from training.config import ConfigError
 from training.train import save_model_atomic, tune_threshold
 
@@ -181,7 +182,9 @@ def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--members", nargs="+", required=True, help="model or run folders of one task")
     p.add_argument("--out", required=True, help="the ensemble's model folder")
     p.add_argument("--crops", default="first", choices=[*sorted(CROP_SETS), "first"],

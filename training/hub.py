@@ -29,6 +29,7 @@ import numpy as np
 from core.fileio import read_json, write_json_atomic
 from core.model import META_FILE, MODEL_FILE, ModelError, ModelMeta
 from core.registry import hub_root, list_models
+from core.runtime import quiet_command
 
 CARD_FILE, CURVES_FILE, PROVENANCE_FILE = "README.md", "learning_curves.png", "hub.json"
 RUN_FILES = (MODEL_FILE, META_FILE, "eval.json", "metrics.jsonl", "config.json")  # pushed as they are
@@ -337,8 +338,10 @@ def _list(task: str | None) -> None:
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m training.hub", description=__doc__.splitlines()[0],
                                 epilog="Token: $HF_TOKEN or `hf auth login`. Offline: HF_HUB_OFFLINE=1.")
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     sub = p.add_subparsers(dest="cmd", required=True)
     ps = sub.add_parser("push", help="push a finished run (or any model folder) to a model repository")
     ps.add_argument("run", help="run folder (or model folder) with model.keras and metadata.json")

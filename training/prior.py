@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core.portable import portable_command
+from core.runtime import quiet_command
 
 GRID_STEP = 0.25    # offsets tried: -1.5 to 1.5 in these steps
 GENKI_EVERY = 3     # every 3rd GENKI-4K training photo
@@ -104,7 +105,9 @@ def fitting_sets(model: str | Path, fer: str, genki: str) -> tuple[list[tuple[np
 
 
 def main(argv=None) -> int:
+    quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m training.prior", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--model", default="models/expression", help="expression model folder (default: %(default)s)")
     p.add_argument("--fer", required=True, help="FER-2013 folder (its PublicTest faces are read)")
     p.add_argument("--genki", required=True, help="GENKI-4K folder (a subset of its training split is read)")
