@@ -83,9 +83,12 @@ def _native_stderr_hidden():
 
 def freeze_long_lived() -> None:
     """Leave every object alive now (imported modules, loaded models) out of the garbage collector's
-    later passes. A server holds about half a million such objects once TensorFlow is in; each automatic
-    full collection walked them all with the interpreter lock held (150-180 ms, during which no frame
-    of any webcam stream was processed). Objects freed later by reference counting are freed as before."""
+    automatic passes. A server holds about half a million such objects once TensorFlow is in; each automatic
+    full collection walked them all with the interpreter lock held (150-180 ms, during which no frame of
+    any webcam stream was processed). Each call first collects everything once, the frozen objects too,
+    so that a model dropped since the last call (out of a cache) is freed then, not kept for good."""
+    gc.unfreeze()
+    gc.collect()
     gc.freeze()
 
 

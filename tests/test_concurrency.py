@@ -102,9 +102,10 @@ def test_one_pipeline_per_session_over_shared_models(classifier, frames):
         assert faces == reference[i]
 
 
-def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_new_garbage(classifier):
-    """freeze_long_lived (the app calls it once TensorFlow and a model are in): the objects alive then,
-    the loaded model's among them, are no longer walked by full collections; cycles made later still are."""
+def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_garbage(classifier):
+    """freeze_long_lived (the app calls it once TensorFlow is in and after each model load): the objects alive
+    then, the loaded model's among them, are no longer walked by automatic collections; cycles made later
+    are collected as before, and frozen ones dropped since (a model out of the cache) at the next call."""
     import gc
     import weakref
 
@@ -113,17 +114,24 @@ def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_ne
     class Node:
         pass
 
+    def cycle() -> weakref.ref:
+        a, b = Node(), Node()
+        a.other, b.other = b, a            # a reference cycle: only the collector can free it
+        return weakref.ref(a), a
+
     try:
+        old, held = cycle()
         freeze_long_lived()
         frozen = gc.get_freeze_count()
         assert frozen > 100_000, "TensorFlow's and the model's objects are frozen"
         assert not any(o is classifier for o in gc.get_objects(generation=2)), "the model is out of the walk"
-        a, b = Node(), Node()
-        a.other, b.other = b, a            # a reference cycle: only the collector can free it
-        gone = weakref.ref(a)
-        del a, b
+        new = cycle()[0]
         gc.collect()
-        assert gone() is None, "garbage made after the freeze is collected as before"
-        assert gc.get_freeze_count() == frozen
+        assert new() is None, "garbage made after the freeze is collected as before"
+        del held
+        gc.collect()
+        assert old() is not None, "a frozen cycle is left alone by collections"
+        freeze_long_lived()
+        assert old() is None, "and freed by the next freeze once dropped"
     finally:
         gc.unfreeze()
