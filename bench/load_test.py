@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from server import CHROMIUM, chromium_args, start_server, stop_server  # noqa: E402
 
-from core.portable import portable_path  # noqa: E402
+from core.portable import portable_command, portable_path  # noqa: E402
 
 
 @dataclass
@@ -113,7 +113,8 @@ def summarize(samples: list[list[Sample]], drops: list[list], log: Path) -> dict
 def busiest_processes(n: int = 6) -> list[str]:
     """What else was using the CPU (the figures depend on it)."""
     out = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True, text=True).stdout
-    return [line.strip()[:120] for line in out.splitlines()[1:n + 1]]
+    rows = [line.split() for line in out.splitlines()[1:n + 1]]
+    return [f"{row[0]} {portable_command(row[1:])}"[:120] for row in rows if row]   # no machine's paths
 
 
 def watch(pages, seconds: float, until=None, every: float = 2.0) -> tuple[list[list[Sample]], list[list]]:
