@@ -114,7 +114,7 @@ def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_ga
     class Node:
         pass
 
-    def cycle() -> weakref.ref:
+    def cycle() -> tuple[weakref.ref, Node]:
         a, b = Node(), Node()
         a.other, b.other = b, a            # a reference cycle: only the collector can free it
         return weakref.ref(a), a
