@@ -23,7 +23,7 @@ def _warm_up() -> None:
     """Import TensorFlow and Keras (seconds) while the user reads the first page."""
     import time
 
-    from core.runtime import freeze_long_lived, tensorflow
+    from core.runtime import tensorflow
 
     time.sleep(0.5)  # let the first page reach the browser before the import competes for the CPU
     tensorflow()
@@ -34,7 +34,6 @@ def _warm_up() -> None:
     # full gc.collect() with the GIL held, stalling the frame callback for hundreds of milliseconds.
     # This server builds its models once and shares them, so it never needs that reset.
     keras.backend.clear_session = lambda *args, **kwargs: None
-    freeze_long_lived()
 
 
 @st.cache_resource(show_spinner=False)

@@ -31,6 +31,6 @@ def probability_history(records: Sequence[LabelRecord], task: Task, points: int 
             "x": {"field": "time", "type": "quantitative", "title": "seconds"},
             "y": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]}},
             "color": {"field": "class", "type": "nominal", "title": None,
-                      "scale": {"domain": names, "range": ["#%02x%02x%02x" % c for c in task.colors]}},
+                      "scale": {"domain": names, "range": task.hex_colors}},
         },
     }

@@ -25,6 +25,11 @@ class Task:
         return len(self.class_names)
 
     @property
+    def hex_colors(self) -> list[str]:
+        """The class colours as '#rrggbb' (charts)."""
+        return ["#%02x%02x%02x" % c for c in self.colors]
+
+    @property
     def is_binary(self) -> bool:
         return self.positive_class is not None
 

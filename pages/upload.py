@@ -149,7 +149,7 @@ def timeline_figure(timeline: pd.DataFrame, selection: Selection):
         long["class"] = long["class"].str[2:]
         top = list(timeline["face"].value_counts().index[:3])
         fig = px.line(long[long["face"].isin(top)], x="time", y="probability", color="class", facet_row="face",
-                      color_discrete_sequence=["#%02x%02x%02x" % c for c in task.colors])
+                      color_discrete_sequence=task.hex_colors)
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="seconds", yaxis_range=[0, 1])
     return fig
 

@@ -103,7 +103,7 @@ def test_one_pipeline_per_session_over_shared_models(classifier, frames):
 
 
 def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_garbage(classifier):
-    """freeze_long_lived (the app calls it once TensorFlow is in and after each model load): the objects alive
+    """freeze_long_lived (the app calls it after each model load): the objects alive
     then, the loaded model's among them, are no longer walked by automatic collections; cycles made later
     are collected as before, and frozen ones dropped since (a model out of the cache) at the next call."""
     import gc

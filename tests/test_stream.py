@@ -142,6 +142,7 @@ def test_probability_history_chart_of_the_largest_face(pipeline, smile_frames):
     times = [v["time"] for v in values[::len(names)]]
     assert times[-1] == 0.0 and times == sorted(times)
     assert spec["encoding"]["color"]["scale"]["domain"] == names
+    assert spec["encoding"]["color"]["scale"]["range"] == ["#5a8cff", "#ffc800"], "the overlay's class colours"
     assert len(probability_history(s.records[:10], pipeline.task)["data"]["values"]) == 10 * len(names)
     empty = FrameProcessor(pipeline)
     empty.process(np.zeros((480, 640, 3), np.uint8))
