@@ -170,7 +170,8 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--input-size", "8"], "input size must be 0 (the task's) or 32 to 256 pixels, not 8"),
     (["--equalize", "magic"], "equalize must be one of none, clahe, not 'magic'"),
     (["--teacher", "nowhere"], "--teacher nowhere: no model.keras there to learn from"),
-    (["--teacher", str(REPO / "models" / "expression")], "is a model for the expression task, not smile"),
+    (["--task", "expression", "--teacher", str(REPO / "models" / "smile")],
+     "is a model for the smile task, which cannot teach a run of the expression task"),
     (["--teacher", str(REPO / "models" / "smile"), "--equalize", "clahe"],
      "takes faces equalised 'none', and this run cuts them 'clahe': choose --equalize none"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "1.5"],
@@ -294,6 +295,25 @@ def test_distillation_learns_from_the_teachers_probabilities(faces, tmp_path):
     _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, soft)))
     assert np.allclose(targets.numpy(), 0.5 * np.eye(2)[part.y] + 0.5 * soft, atol=1e-6)
     assert (targets.numpy().argmax(1) == part.y).all()   # class weights still follow the true labels
+
+
+def test_an_expression_model_teaches_a_smile_run_through_its_happy_probability(faces, tmp_path):
+    """--teacher models/expression on a smile run: the 48 px network sees the 64 px crops resized, and
+    its P(happy) is the smile target, 1 - P(happy) the no-smile one."""
+    from training.distill import TEACHER_FILE, resize_faces
+
+    out = tmp_path / "student"
+    teacher = REPO / "models" / "expression"
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "1", "--teacher", str(teacher),
+                     "--distill", "0.5", "--limit", "0", "--skip-test"]) == 0
+    soft = np.load(out / TEACHER_FILE)
+    part = prepare("smile", str(faces), SplitConfig()).parts["train"]
+    clf = Classifier(teacher, warm_up=False)
+    happy = clf.predict(resize_faces(part.x, 48))[:, list(clf.task.class_names).index("happy")]
+    assert soft.shape == (len(part.y), 2)
+    assert np.allclose(soft[:, 1], happy, atol=1e-5) and np.allclose(soft.sum(1), 1.0, atol=1e-5)
+    if (part.y == 1).any() and (part.y == 0).any():   # on real smiles the teacher's P(happy) is higher
+        assert soft[part.y == 1, 1].mean() > soft[part.y == 0, 1].mean()
 
 
 def test_a_model_of_another_task_starts_a_run(faces, tmp_path):

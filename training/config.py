@@ -192,7 +192,9 @@ class TrainConfig:
         if self.teacher:
             teacher = _metadata(Path(self.teacher))
             teacher_task = str(teacher.get("task", "unknown"))
-            need(teacher_task == self.task, f"--teacher {self.teacher} is a model for the {teacher_task} task, not {self.task}")
+            need(teacher_task == self.task or (teacher_task, self.task) == ("expression", "smile"),
+                 f"--teacher {self.teacher} is a model for the {teacher_task} task, which cannot teach a run of "
+                 f"the {self.task} task (a teacher is of the run's task, or an expression model teaching a smile run)")
             pre = teacher.get("preprocess")
             cut = str(pre.get("equalize", "none")) if isinstance(pre, dict) else "none"
             need(cut == (self.equalize or "none"), f"--teacher {self.teacher} takes faces equalised '{cut}', and this "

@@ -1,6 +1,9 @@
 """Knowledge distillation: a trained model (or ensemble folder) labels the training faces with its
 probabilities, and the student learns from a blend of those and the true labels.
 
+The teacher is a model of the run's own task, or an expression model teaching a smile run: its
+P(happy) is the smile probability (the 28,000 varied FER-2013 faces teach what a smile is not).
+
 The teacher runs once per run, with its own test-time views, on the stored training crops; its
 probabilities are kept in the run folder so a resumed run reuses them.
 """
@@ -8,9 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from core.model import Classifier, ModelError
+from core.tasks import Task
 from training.config import ConfigError
 
 TEACHER_FILE = "teacher_probs.npy"
@@ -22,9 +27,34 @@ def centre_cut(x: np.ndarray, size: int) -> np.ndarray:
     return x[:, m:m + size, m:m + size] if m > 0 else x
 
 
-def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None, progress=None) -> np.ndarray:
-    """The teacher's class probabilities for uint8 training crops `x` (cached in `cache`); its task and
-    contrast normalisation were checked against the run's by `TrainConfig.validate`."""
+def as_task(probs: np.ndarray, teacher: Task, task: Task) -> np.ndarray:
+    """The teacher's probabilities over the run's classes: as they are, or P(happy) as the smile class."""
+    if teacher.name == task.name:
+        return probs
+    if (teacher.name, task.name) != ("expression", "smile"):
+        raise ConfigError(f"a {teacher.name} model cannot teach a {task.name} run")
+    out = np.zeros((len(probs), task.n_classes), np.float32)
+    happy = probs[:, teacher.class_index("happy")]
+    out[:, task.class_index("smile")] = happy
+    out[:, task.class_index("non_smile")] = 1.0 - happy
+    return out
+
+
+def resize_faces(x: np.ndarray, size: int) -> np.ndarray:
+    """Square uint8 crops resized to `size` pixels (area filter when shrinking)."""
+    if x.shape[1] == size:
+        return x
+    interp = cv2.INTER_AREA if x.shape[1] > size else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in x]) if len(x) else \
+        np.zeros((0, size, size) + x.shape[3:], x.dtype)
+    return out.reshape((len(x), size, size) + x.shape[3:])
+
+
+def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None, progress=None,
+                  task: Task | None = None, input_size: int | None = None) -> np.ndarray:
+    """The teacher's probabilities over the run's classes for uint8 training crops `x` framed for
+    `input_size` (cached in `cache`); its task and contrast normalisation were checked against the
+    run's by `TrainConfig.validate`. A teacher of another input size sees the crops resized."""
     if cache is not None and cache.is_file():
         probs = np.load(cache)
         if probs.shape[0] == len(x):
@@ -33,7 +63,8 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None,
         clf = Classifier(teacher, warm_up=False)
     except (ModelError, OSError) as exc:
         raise ConfigError(f"--teacher {teacher}: {exc}") from None
-    x = centre_cut(x, clf.preprocess.input_size)
+    size = clf.preprocess.input_size
+    x = resize_faces(centre_cut(x, input_size or size), size)
     if x.shape[1:] != clf.preprocess.input_shape:
         raise ConfigError(f"--teacher {teacher} takes {clf.preprocess.input_shape} faces, not {x.shape[1:]}")
     step = 1024
@@ -43,6 +74,7 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None,
         if progress:
             progress(min(i + step, len(x)), len(x))
     probs = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, clf.task.n_classes), np.float32)
+    probs = as_task(probs, clf.task, task or clf.task)
     if cache is not None:
         tmp = cache.with_name(f".{cache.stem}.tmp.npy")
         np.save(tmp, probs)

@@ -370,7 +370,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             from training.distill import TEACHER_FILE, teacher_probs
 
             soft = teacher_probs(cfg.teacher, tr.x, run.file(TEACHER_FILE),
-                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"))
+                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"),
+                                 task=task, input_size=size)
             run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
                                    f"distilling from {cfg.teacher}")
         if initial_epoch < cfg.epochs:
@@ -520,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "better; 0 is off")
     _setting(opt, d, "swa_lr", "constant learning rate for the averaged epochs; 0: the schedule runs to the end")
     opt.add_argument("--teacher", default="",
-                     help="distil: this model folder (or ensemble) labels the training faces with its probabilities")
+                     help="distil: this model folder (or ensemble) labels the training faces with its probabilities; "
+                          "of the run's task, or an expression model teaching a smile run through its P(happy)")
     _setting(opt, d, "distill", "weight of the teacher's probabilities in the targets, 0..1 (with --teacher)")
     opt.add_argument("--fit-val", action="store_true",
                      help="final model: train on the validation faces too, keep the last epoch, and keep the "
