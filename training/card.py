@@ -86,6 +86,7 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
         lines.append(f"- **{dataset_title(root)}** (`--extra-data`): {n:,} training faces; "
                      + DATASET_TEXT.get(root.strip("<>"), {}).get("as_extra", "more training images.")
                      .format(negatives=negatives))
+    lines += _distill_note(meta, task)
     split = meta.extra.get("split", {})
     lines += [f"- Split: {sizes.get('train', 0):,} training, {sizes.get('val', 0):,} validation, "
               f"{sizes.get('test', 0):,} test faces (seed {split.get('seed', 'n/a')}, stratified, exact duplicates "
@@ -99,6 +100,24 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
               + (f"a face is called *{task.display_names[1]}* above probability {meta.threshold:.2f}." if task.is_binary
                  else "the most probable class wins."), ""]
     return lines
+
+
+def _distill_note(meta: ModelMeta, task: Task) -> list[str]:
+    """How the targets were made when the last run distilled from a teacher (`--teacher`)."""
+    cfg = meta.extra.get("train_config") or {}
+    teacher, w = cfg.get("teacher"), float(cfg.get("distill") or 0)
+    if not teacher or not w:
+        return []
+    teacher_meta = Path(teacher) / META_FILE
+    teacher_task = ""
+    if teacher_meta.is_file():
+        import json
+
+        teacher_task = str(json.loads(teacher_meta.read_text()).get("task", ""))
+    what = (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) == ("expression", "smile")
+            else f"the {teacher_task or 'teacher'} model's probabilities")
+    return [f"- Distillation (`--teacher {teacher} --distill {w:g}`): each target is {1 - w:.0%} the true label, "
+            f"{w:.0%} {what} on the stored face."]
 
 
 def _fit_val_note(meta: ModelMeta, task: Task) -> str:
