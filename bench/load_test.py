@@ -6,8 +6,8 @@ A real `streamlit run app.py` (localhost only), a real headless Chromium with `-
 sessions (2 by default) whose fake camera plays ../shared/media/smile_video.mp4, and a training run
 started through training.launcher (queued, lowered CPU priority) as the Training page starts it.
 Measured per session from its own webcam page: processed frames per second (frames counted over the
-window) and the frame callback's latency (median and p95 of the last frames), first with the sessions
-alone, then while the run trains; then whether the run finished, how long it took, and its threads'
+window) and the frame callback's latency (median and p95 of the last frames), and the same from the
+server's own log over the whole window, first with the sessions alone, then while the run trains; then whether the run finished, how long it took, and its threads'
 nice value. The browser runs on the same CPUs as the server, so the figures are pessimistic. Every
 loop here is bounded in time; nothing leaves 127.0.0.1.
 """
@@ -23,6 +23,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -89,25 +91,44 @@ def log_frames(log: Path, t0: float, t1: float) -> int:
     return n
 
 
+def log_latency(log: Path, t0: float, t1: float) -> list[dict]:
+    """Per stream (one per session), from the server's own log between t0 and t1: frames labelled, and
+    the frame callback's median and p95 over all of them (the pages show the last 90 frames only)."""
+    ms: dict[int, list[float]] = {}
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            row = json.loads(line)
+            if t0 <= row["t"] <= t1:
+                ms.setdefault(int(row["stream"]), []).append(float(row["ms"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return [{"stream": k, "frames": len(v), "fps": round(len(v) / (t1 - t0), 2),
+             "latency_median_ms": round(float(np.median(v)), 1), "latency_p95_ms": round(float(np.percentile(v, 95)), 1)}
+            for k, v in sorted(ms.items())]
+
+
 def processed(rows: list[Sample]) -> int:
     """Frames a session processed over its samples (its counter restarts from 0 with a new stream)."""
     return sum(b.frames - a.frames if b.frames >= a.frames else b.frames for a, b in zip(rows, rows[1:]))
 
 
 def summarize(samples: list[list[Sample]], drops: list[list], log: Path) -> dict:
-    """Per session over the window: processed frames per second (its page's frame counter) and the
-    frame callback's latency as its page shows it (median and p95 of its last 90 frames), with the
-    times its stream ended and was restarted; and all frames the server logged, as a cross-check."""
+    """Per session over the window: processed frames per second (its page's frame counter, over the
+    time between its own first and last samples: the pages are read in turn) and the frame callback's
+    latency as its page shows it (median and p95 of its last 90 frames), with the times its stream
+    ended and was restarted; and all frames the server logged, as a cross-check."""
     t0, t1 = min(s[0].t for s in samples), max(s[-1].t for s in samples)
     out = []
     for rows, lost in zip(samples, drops):
-        out.append({"seconds": round(t1 - t0, 1), "frames": processed(rows),
-                    "processed_fps": round(processed(rows) / (t1 - t0), 2),
+        span = rows[-1].t - rows[0].t
+        out.append({"seconds": round(span, 1), "frames": processed(rows),
+                    "processed_fps": round(processed(rows) / span, 2) if span > 0 else 0.0,
                     "fps_shown_mean": round(sum(s.fps_shown for s in rows) / len(rows), 2),
                     "latency_median_ms": round(sorted(s.latency_ms for s in rows)[len(rows) // 2], 1),
                     "latency_p95_ms_max": round(max(s.latency_p95_ms for s in rows), 1),
                     "stream_ended_at_s": [round(t - t0, 1) if isinstance(t, float) else t for t in lost]})
-    return {"sessions": out, "server_logged_fps_all_sessions": round(log_frames(log, t0, t1) / (t1 - t0), 2)}
+    return {"sessions": out, "server_logged_fps_all_sessions": round(log_frames(log, t0, t1) / (t1 - t0), 2),
+            "server_log_per_stream": log_latency(log, t0, t1)}
 
 
 def busiest_processes(n: int = 6) -> list[str]:
@@ -267,6 +288,9 @@ def summary(result: dict) -> str:
             lines.append(f"  session {i}: {s['processed_fps']:.1f} processed fps, callback latency median "
                          f"{s['latency_median_ms']:.0f} ms, p95 up to {s['latency_p95_ms_max']:.0f} ms"
                          + (f", stream ended at {s['stream_ended_at_s']} s" if s["stream_ended_at_s"] else ""))
+        for s in part.get("server_log_per_stream", []):
+            lines.append(f"  server log, stream {s['stream']}: {s['fps']:.1f} fps, callback latency median "
+                         f"{s['latency_median_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms over the window")
     t = result.get("training")
     if t:
         lines.append(f"training: {t['state']}, {t['epochs_done']}/{t['epochs']} epochs in {t['wall_seconds']:.0f} s, "

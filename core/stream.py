@@ -5,6 +5,7 @@ thread. Everything shared is behind one lock and copied out, so neither side wai
 """
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -30,6 +31,7 @@ class StreamConfig:
     shutter_class: str | None = None # default: the task's positive class, else "happy"
     gap_s: float = 2.0               # a pause longer than this starts over: fps, latency and face tracks
     log_path: Path | None = None     # append one JSON line per frame (tests, debugging)
+    catch_up: int = 2                # frames queued behind a stall that are labelled too (older ones are skipped)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class StreamStats:
     records: tuple[LabelRecord, ...] = ()
     snapshot: Snapshot | None = None
     error: str = ""                  # the last error raised while processing a frame
+    skipped: int = 0                 # frames that queued behind a stall beyond `catch_up`, never labelled
     latest: LatestFrame | None = None
     why: LiveExplanation | None = None   # the latest live heat maps (None unless switched on)
 
@@ -126,11 +129,15 @@ def video_frame(rgb: np.ndarray):
     return av.VideoFrame.from_numpy_buffer(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 
+_STREAM_IDS = itertools.count(1)
+
+
 class FrameProcessor:
     """Annotates RGB frames with labelled, smoothed faces; thread-safe figures through `stats()`."""
 
     def __init__(self, pipeline: Pipeline, config: StreamConfig | None = None):
         self.config = config or StreamConfig()
+        self.stream_id = next(_STREAM_IDS)     # tells this processor's lines in a shared log apart
         self._lock = threading.Lock()          # guards everything below that the UI reads
         self._work = threading.Lock()          # one frame at a time through the follower
         self._follower = FaceFollower(pipeline, self.config.tracking)
@@ -139,6 +146,7 @@ class FrameProcessor:
         self._latency: deque[float] = deque(maxlen=self.config.window)
         self._records: deque[LabelRecord] = deque(maxlen=self.config.history)
         self._frames = 0
+        self._skipped = 0
         self._snapshot: Snapshot | None = None
         self._error = ""
         self._latest: LatestFrame | None = None
@@ -173,7 +181,7 @@ class FrameProcessor:
             self._times.clear()
             self._latency.clear()
             self._records.clear()
-            self._frames = 0
+            self._frames = self._skipped = 0
             self._snapshot = None
             self._error = ""
             self._latest, self._why = None, None
@@ -187,10 +195,27 @@ class FrameProcessor:
         self._record_latency(start)
         return new
 
+    async def queued_callback(self, frames: list) -> list:
+        """streamlit-webrtc's queued_video_frames_callback: the frames that queued up while the last one
+        was processed (a stall: the CPU was busy elsewhere) are labelled in order, the newest
+        `config.catch_up` of them, so that tracks, smoothing, the label history and the shutter see them;
+        only the newest frame is drawn and sent back (an older picture would only add delay)."""
+        *older, newest = frames
+        keep = older[max(0, len(older) - self.config.catch_up):]
+        for frame in keep:
+            start = time.perf_counter()
+            self.process(frame.to_ndarray(format="rgb24"), start=start, source_t=frame.time, draw=False)
+            self._record_latency(start)
+        if len(older) > len(keep):
+            with self._lock:
+                self._skipped += len(older) - len(keep)
+        return [self.callback(newest)]
+
     def process(self, rgb: np.ndarray, now: float | None = None, start: float | None = None,
-                source_t: float | None = None) -> np.ndarray:
+                source_t: float | None = None, draw: bool = True) -> np.ndarray:
         """The annotated copy of an RGB frame. `now`: when it arrived, in seconds (default: the clock);
-        `source_t`: its capture time, if known (smoothing and the record use it)."""
+        `source_t`: its capture time, if known (smoothing and the record use it); `draw=False`: label
+        only, and return the frame as it came (unless the shutter fires on it)."""
         timed = start is None
         start = time.perf_counter() if start is None else start
         now = time.monotonic() if now is None else now
@@ -206,8 +231,7 @@ class FrameProcessor:
             p = max((float(f.face.probs[target]) for f in faces), default=None) if target is not None else None
             fire = self._shutter.update(p, threshold, now)
             clean = rgb.copy() if fire else None
-            out = self._draw_why(rgb.copy(), faces, now)
-            out = draw_faces(out, [f.face for f in faces])
+            out = draw_faces(self._draw_why(rgb.copy(), faces, now), [f.face for f in faces]) if draw or fire else rgb
             record = self._record(faces, source_t, (time.perf_counter() - start) * 1000)
         labelled = tuple(f.face for f in faces)
         with self._lock:
@@ -263,7 +287,7 @@ class FrameProcessor:
                              tuple(tuple(round(float(p), 4) for p in f.face.probs) for f in faces),
                              tuple(f.track for f in faces))
         if self.config.log_path:
-            line = json.dumps({"t": record.t, "frame": record.frame, "source_t": source_t, "labels": record.labels,
+            line = json.dumps({"t": record.t, "stream": self.stream_id, "frame": record.frame, "source_t": source_t, "labels": record.labels,
                                "probs": record.probs, "tracks": record.tracks, "ms": round(ms, 1),
                                "detected": self._follower.detected})
             with open(self.config.log_path, "a") as f:
@@ -285,5 +309,5 @@ class FrameProcessor:
                 latency_p95_ms=float(np.percentile(lat, 95)) if lat.size else 0.0,
                 class_names=self._follower.pipeline.task.class_names,
                 current=self._records[-1] if self._records else None,
-                records=tuple(self._records), snapshot=self._snapshot, error=self._error,
+                records=tuple(self._records), snapshot=self._snapshot, error=self._error, skipped=self._skipped,
                 latest=self._latest, why=self._why if self._explainer is not None else None)

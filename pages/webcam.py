@@ -34,6 +34,9 @@ def show_stats(s: StreamStats) -> None:
         st.metric("Frames processed", s.frames)
         st.metric("Frames per second", f"{s.fps:.1f}")
         st.metric("Latency (median / p95)", f"{s.latency_ms:.0f} / {s.latency_p95_ms:.0f} ms")
+        st.metric("Frames skipped", s.skipped, help="Frames that queued up behind a slow one and were dropped "
+                  "unlabelled (the newest few of such a queue are labelled, only the newest shown): the server "
+                  "did not keep up")
     with st.container(key="webcam-label"):
         if s.current is None:
             st.markdown("Label: **waiting for frames**")
@@ -105,7 +108,8 @@ def show_snapshot(s: StreamStats, selection: Selection) -> None:
     if key not in cache:    # encoded once: the panel shows it again every refresh
         cache.clear()
         cache[key] = encode_png(snap.annotated if annotated else snap.clean)
-    st.image(cache[key], caption=f"Snapshot {snap.number} (probability {snap.probability:.0%})")
+    # output_format: without it Streamlit decodes the PNG and encodes a JPEG at every refresh
+    st.image(cache[key], caption=f"Snapshot {snap.number} (probability {snap.probability:.0%})", output_format="PNG")
     st.download_button("Download the snapshot", cache[key], file_name=f"grin-snapshot-{snap.number}.png",
                        mime="image/png", on_click="ignore", icon=":material/download:")
     if snap.faces and st.toggle("Why?", key="webcam.snapshot_why", help="Where the evidence for each label lies"):
@@ -127,7 +131,7 @@ with video:
     ctx = webrtc_streamer(
         key="grin-webcam",
         mode=WebRtcMode.SENDRECV,
-        video_frame_callback=processor.callback,
+        queued_video_frames_callback=processor.queued_callback,
         media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
         frontend_rtc_configuration=rtc,
         server_rtc_configuration=rtc,

@@ -1,7 +1,9 @@
 """The live frame processor: annotated frames, thread-safe figures, the label record and the smile
 shutter (real frames from smile_video.mp4, real bundled models)."""
+import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import av
@@ -11,6 +13,13 @@ import pytest
 from core.detect import FaceDetector
 from core.pipeline import Pipeline
 from core.stream import FrameProcessor, Shutter, StreamConfig, video_frame
+
+
+def in_worker(coro):
+    """Run a coroutine on its own event loop in another thread, as streamlit-webrtc's worker thread does
+    (this thread may already run one: Playwright's)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def feed(processor, frames, fps=15.0, start=100.0):
@@ -100,6 +109,32 @@ def test_callback_converts_video_frames_and_keeps_timestamps(pipeline, smile_fra
     s = processor.stats()
     assert s.frames == 1 and s.latency_ms > 0
     assert s.current.source_t == pytest.approx(0.05), "the record keeps the frame's capture time"
+
+
+def test_frames_queued_behind_a_stall_are_labelled_and_only_the_newest_is_sent(pipeline, smile_frames):
+    """streamlit-webrtc hands over every frame that queued while the last one was processed: the newest
+    `catch_up` older ones are labelled (no drawing) and enter the record, older ones are counted as
+    skipped, and only the newest frame comes back, annotated."""
+    frames = []
+    for i in range(5):
+        f = av.VideoFrame.from_ndarray(smile_frames[30 + i], format="rgb24").reformat(format="yuv420p")
+        f.pts, f.time_base = i * 6000, Fraction(1, 90000)
+        frames.append(f)
+    processor = FrameProcessor(pipeline, StreamConfig(catch_up=2))
+    out = in_worker(processor.queued_callback(frames))
+    assert len(out) == 1 and out[0].pts == frames[-1].pts
+    s = processor.stats()
+    assert (s.frames, s.skipped) == (3, 2)
+    assert [r.source_t for r in s.records] == pytest.approx([frames[i].time for i in (2, 3, 4)])
+    assert all(len(r.labels) == 1 for r in s.records), "each labelled frame has its face"
+    one_by_one = FrameProcessor(pipeline)     # the same three frames, each through the callback
+    sent = [one_by_one.callback(f).to_ndarray(format="rgb24") for f in frames[2:]][-1]
+    assert np.array_equal(out[0].to_ndarray(format="rgb24"), sent), "the newest frame, annotated as usual"
+    assert not np.array_equal(sent, frames[-1].to_ndarray(format="rgb24"))
+    one = in_worker(processor.queued_callback([frames[0]]))   # no queue: nothing skipped
+    assert len(one) == 1 and processor.stats().frames == 4 and processor.stats().skipped == 2
+    rgb = smile_frames[31]
+    assert processor.process(rgb, draw=False) is rgb, "label only: the frame is not copied or drawn on"
 
 
 def test_annotated_frames_go_to_the_encoder_as_yuv420p(pipeline, smile_frames):
