@@ -108,11 +108,12 @@ def score(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, task: Task) -> dic
     from training.metrics import roc_auc
 
     present = sorted(set(int(v) for v in y))
-    recall = {task.class_names[c]: round(float((pred[y == c] == c).mean()), 4) for c in present}
+    exact = {task.class_names[c]: float((pred[y == c] == c).mean()) for c in present}
     share = np.bincount(pred, minlength=task.n_classes) / max(1, len(pred))
     out = {"n": int(len(y)), "accuracy": round(float((pred == y).mean()), 4) if len(y) else 0.0,
-           "balanced_accuracy": round(float(np.mean(list(recall.values()))), 4) if recall else 0.0,
-           "per_class_recall": recall,
+           # from the recalls before rounding, as training.evaluate computes it
+           "balanced_accuracy": round(float(np.mean(list(exact.values()))), 4) if exact else 0.0,
+           "per_class_recall": {k: round(v, 4) for k, v in exact.items()},
            "predicted_share": {n: round(float(s), 4) for n, s in zip(task.class_names, share) if s > 0}}
     if task.is_binary and len(present) == 2:
         pos = task.class_names.index(task.positive_class)

@@ -290,3 +290,16 @@ def test_jpeg_at_a_smaller_scale_loses_more_of_the_face(photo_and_box):
     assert loss[0.5] > loss[1.0] * 1.1, loss
     with pytest.raises(ConfigError, match="jpeg scale"):
         TrainConfig(data="d", augment=Augment(jpeg_scale=0.1)).validate()
+
+
+def test_balanced_accuracy_is_taken_before_the_recalls_are_rounded():
+    """As training.evaluate computes it: 248/275 and 316/324 right is 0.93856, which the rounded recalls
+    (0.9018, 0.9753) would make 0.9385."""
+    from core.tasks import get_task
+
+    y = np.array([0] * 275 + [1] * 324)
+    pred = np.array([0] * 248 + [1] * 27 + [1] * 316 + [0] * 8)
+    probs = np.eye(2)[pred]
+    out = score(y, probs, pred, get_task("smile"))
+    assert out["per_class_recall"] == {"non_smile": 0.9018, "smile": 0.9753}
+    assert out["balanced_accuracy"] == 0.9386

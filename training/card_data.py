@@ -123,7 +123,7 @@ class Step:
     what: str
     command: str
     minutes: float | None
-    brief: bool = False     # a card names it without its command (runs before the last --init; in metadata.json)
+    brief: bool = False     # a card names it without its command (the runs before this model; in metadata.json)
 
 
 def training_minutes(folder: Path, metrics_file: str = "metrics.jsonl") -> float | None:
@@ -170,8 +170,8 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
 def _made(folder: Path, meta: ModelMeta) -> list[Step]:
     if meta.extra.get("ensemble"):
         return _ensemble_steps(folder, meta.extra["ensemble"], meta.extra.get("average"), meta.command)
-    chain = _init_chain(folder, meta.extra.get("init"))   # the --init model's command in full, older ones by name
-    return [replace(s, brief=True) for s in chain[:-1]] + chain[-1:] + [
+    chain = _init_chain(folder, meta.extra.get("init"))   # by name: every command is in metadata.json
+    return [replace(s, brief=True) for s in chain] + [
         Step("this model", meta.command or "not recorded", training_minutes(folder, "metrics.jsonl"))]
 
 
