@@ -7,9 +7,10 @@ sessions (2 by default) whose fake camera plays ../shared/media/smile_video.mp4,
 started through training.launcher (queued, lowered CPU priority) as the Training page starts it.
 Measured per session from its own webcam page: processed frames per second (frames counted over the
 window) and the frame callback's latency (median and p95 of the last frames), and the same from the
-server's own log over the whole window, first with the sessions alone, then while the run trains; then whether the run finished, how long it took, and its threads'
-nice value. The browser runs on the same CPUs as the server, so the figures are pessimistic. Every
-loop here is bounded in time; nothing leaves 127.0.0.1.
+server's own log over the whole window, first with the sessions alone, then while the run trains;
+then whether the run finished, how long it took, and its threads' nice value. The browser runs on the
+same CPUs as the server, so the figures are pessimistic. Every loop here is bounded in time; nothing
+leaves 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -80,31 +81,29 @@ def streaming(page) -> bool:
     return frame.get_by_role("button", name=re.compile("^start$", re.I)).count() == 0
 
 
-def log_frames(log: Path, t0: float, t1: float) -> int:
-    """Frames the server processed between t0 and t1, all sessions together (GRIN_WEBCAM_LOG lines)."""
-    n = 0
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        try:
-            n += t0 <= json.loads(line)["t"] <= t1
-        except (json.JSONDecodeError, KeyError):
-            continue
-    return n
-
-
-def log_latency(log: Path, t0: float, t1: float) -> list[dict]:
-    """Per stream (one per session), from the server's own log between t0 and t1: frames labelled, and
-    the frame callback's median and p95 over all of them (the pages show the last 90 frames only)."""
-    ms: dict[int, list[float]] = {}
+def log_rows(log: Path, t0: float, t1: float) -> list[dict]:
+    """The server's GRIN_WEBCAM_LOG lines (one per frame labelled, all sessions) between t0 and t1."""
+    rows = []
     for line in log.read_text().splitlines() if log.is_file() else []:
         try:
             row = json.loads(line)
-            if t0 <= row["t"] <= t1:
-                ms.setdefault(int(row["stream"]), []).append(float(row["ms"]))
+            if t0 <= float(row["t"]) <= t1:
+                rows.append(row)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
-    return [{"stream": k, "frames": len(v), "fps": round(len(v) / (t1 - t0), 2),
-             "latency_median_ms": round(float(np.median(v)), 1), "latency_p95_ms": round(float(np.percentile(v, 95)), 1)}
-            for k, v in sorted(ms.items())]
+    return rows
+
+
+def per_stream(rows: list[dict], seconds: float) -> list[dict]:
+    """Per stream (one per session), from the server's log: frames labelled a second, and the frame
+    callback's median and p95 over all of them (the pages show the last 90 frames only)."""
+    ms: dict[int, list[float]] = {}
+    for row in rows:
+        if "stream" in row and "ms" in row:
+            ms.setdefault(int(row["stream"]), []).append(float(row["ms"]))
+    return [{"stream": k, "frames": len(v), "fps": round(len(v) / seconds, 2),
+             "latency_median_ms": round(float(np.median(v)), 1),
+             "latency_p95_ms": round(float(np.percentile(v, 95)), 1)} for k, v in sorted(ms.items())]
 
 
 def processed(rows: list[Sample]) -> int:
@@ -127,8 +126,9 @@ def summarize(samples: list[list[Sample]], drops: list[list], log: Path) -> dict
                     "latency_median_ms": round(sorted(s.latency_ms for s in rows)[len(rows) // 2], 1),
                     "latency_p95_ms_max": round(max(s.latency_p95_ms for s in rows), 1),
                     "stream_ended_at_s": [round(t - t0, 1) if isinstance(t, float) else t for t in lost]})
-    return {"sessions": out, "server_logged_fps_all_sessions": round(log_frames(log, t0, t1) / (t1 - t0), 2),
-            "server_log_per_stream": log_latency(log, t0, t1)}
+    logged = log_rows(log, t0, t1)
+    return {"sessions": out, "server_logged_fps_all_sessions": round(len(logged) / (t1 - t0), 2),
+            "server_log_per_stream": per_stream(logged, t1 - t0)}
 
 
 def busiest_processes(n: int = 6) -> list[str]:

@@ -287,9 +287,9 @@ class FrameProcessor:
                              tuple(tuple(round(float(p), 4) for p in f.face.probs) for f in faces),
                              tuple(f.track for f in faces))
         if self.config.log_path:
-            line = json.dumps({"t": record.t, "stream": self.stream_id, "frame": record.frame, "source_t": source_t, "labels": record.labels,
-                               "probs": record.probs, "tracks": record.tracks, "ms": round(ms, 1),
-                               "detected": self._follower.detected})
+            line = json.dumps({"t": record.t, "stream": self.stream_id, "frame": record.frame, "source_t": source_t,
+                               "labels": record.labels, "probs": record.probs, "tracks": record.tracks,
+                               "ms": round(ms, 1), "detected": self._follower.detected})
             with open(self.config.log_path, "a") as f:
                 f.write(line + "\n")
         return record

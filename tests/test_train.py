@@ -300,7 +300,9 @@ def test_distillation_learns_from_the_teachers_probabilities(faces, tmp_path):
 def test_an_expression_model_teaches_a_smile_run_through_its_happy_probability(faces, tmp_path):
     """--teacher models/expression on a smile run: the 48 px network sees the 64 px crops resized, and
     its P(happy) is the smile target, 1 - P(happy) the no-smile one."""
-    from training.distill import TEACHER_FILE, resize_faces
+    import cv2
+
+    from training.distill import TEACHER_FILE
 
     out = tmp_path / "student"
     teacher = REPO / "models" / "expression"
@@ -309,7 +311,8 @@ def test_an_expression_model_teaches_a_smile_run_through_its_happy_probability(f
     soft = np.load(out / TEACHER_FILE)
     part = prepare("smile", str(faces), SplitConfig()).parts["train"]
     clf = Classifier(teacher, warm_up=False)
-    happy = clf.predict(resize_faces(part.x, 48))[:, list(clf.task.class_names).index("happy")]
+    small = np.stack([cv2.resize(f, (48, 48), interpolation=cv2.INTER_AREA) for f in part.x])[..., None]
+    happy = clf.predict(small)[:, list(clf.task.class_names).index("happy")]
     assert soft.shape == (len(part.y), 2)
     assert np.allclose(soft[:, 1], happy, atol=1e-5) and np.allclose(soft.sum(1), 1.0, atol=1e-5)
     if (part.y == 1).any() and (part.y == 0).any():   # on real smiles the teacher's P(happy) is higher

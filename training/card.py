@@ -15,6 +15,7 @@ from core.tasks import Task, get_task
 from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
                                 offsets_text, primary_eval, read_json, worst_line)
 from training.card_text import DATASET_TEXT, TASK_TEXT, fer_negatives_text
+from training.config import CROSS_TASK_TEACHERS
 
 CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
 
@@ -108,13 +109,8 @@ def _distill_note(meta: ModelMeta, task: Task) -> list[str]:
     teacher, w = cfg.get("teacher"), float(cfg.get("distill") or 0)
     if not teacher or not w:
         return []
-    teacher_meta = Path(teacher) / META_FILE
-    teacher_task = ""
-    if teacher_meta.is_file():
-        import json
-
-        teacher_task = str(json.loads(teacher_meta.read_text()).get("task", ""))
-    what = (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) == ("expression", "smile")
+    teacher_task = str(read_json(Path(teacher) / META_FILE).get("task", ""))
+    what = (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) in CROSS_TASK_TEACHERS
             else f"the {teacher_task or 'teacher'} model's probabilities")
     return [f"- Distillation (`--teacher {teacher} --distill {w:g}`): each target is {1 - w:.0%} the true label, "
             f"{w:.0%} {what} on the stored face."]

@@ -11,6 +11,8 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant", "step")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+# (teacher task, run task) pairs besides a run's own task: an expression model's P(happy) teaches smiles
+CROSS_TASK_TEACHERS = {("expression", "smile")}
 JPEG_SCALE_MIN = 0.25   # --jpeg-scale: below this the 8x8 blocks are larger than a quarter of the face
 
 
@@ -192,7 +194,7 @@ class TrainConfig:
         if self.teacher:
             teacher = _metadata(Path(self.teacher))
             teacher_task = str(teacher.get("task", "unknown"))
-            need(teacher_task == self.task or (teacher_task, self.task) == ("expression", "smile"),
+            need(teacher_task == self.task or (teacher_task, self.task) in CROSS_TASK_TEACHERS,
                  f"--teacher {self.teacher} is a model for the {teacher_task} task, which cannot teach a run of "
                  f"the {self.task} task (a teacher is of the run's task, or an expression model teaching a smile run)")
             pre = teacher.get("preprocess")

@@ -9,14 +9,15 @@ probabilities are kept in the run folder so a resumed run reuses them.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from core.model import Classifier, ModelError
+from core.preprocess import PreprocessConfig, crop_faces, whole_image_box
 from core.tasks import Task
-from training.config import ConfigError
+from training.config import CROSS_TASK_TEACHERS, ConfigError
 
 TEACHER_FILE = "teacher_probs.npy"
 
@@ -31,7 +32,7 @@ def as_task(probs: np.ndarray, teacher: Task, task: Task) -> np.ndarray:
     """The teacher's probabilities over the run's classes: as they are, or P(happy) as the smile class."""
     if teacher.name == task.name:
         return probs
-    if (teacher.name, task.name) != ("expression", "smile"):
+    if (teacher.name, task.name) not in CROSS_TASK_TEACHERS:
         raise ConfigError(f"a {teacher.name} model cannot teach a {task.name} run")
     out = np.zeros((len(probs), task.n_classes), np.float32)
     happy = probs[:, teacher.class_index("happy")]
@@ -40,14 +41,18 @@ def as_task(probs: np.ndarray, teacher: Task, task: Task) -> np.ndarray:
     return out
 
 
-def resize_faces(x: np.ndarray, size: int) -> np.ndarray:
-    """Square uint8 crops resized to `size` pixels (area filter when shrinking)."""
-    if x.shape[1] == size:
+def teacher_inputs(x: np.ndarray, input_size: int, pp: PreprocessConfig) -> np.ndarray:
+    """The stored crops (framed for `input_size`, maybe wider) as a teacher taking `pp` sees them: its
+    framing cut out, and for another input size each crop resized through the one crop function (no
+    second contrast normalisation: the crops carry the run's, which validate checked is the teacher's)."""
+    x = centre_cut(x, input_size)
+    if x.shape[1] == pp.input_size:
         return x
-    interp = cv2.INTER_AREA if x.shape[1] > size else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in x]) if len(x) else \
-        np.zeros((0, size, size) + x.shape[3:], x.dtype)
-    return out.reshape((len(x), size, size) + x.shape[3:])
+    cfg = replace(pp, equalize="none")
+    box = whole_image_box(x.shape[1:], cfg)
+    if not len(x):
+        return np.zeros((0, *pp.input_shape), np.uint8)
+    return np.concatenate([crop_faces(f, [box], cfg) for f in x])
 
 
 def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None, progress=None,
@@ -63,8 +68,7 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None,
         clf = Classifier(teacher, warm_up=False)
     except (ModelError, OSError) as exc:
         raise ConfigError(f"--teacher {teacher}: {exc}") from None
-    size = clf.preprocess.input_size
-    x = resize_faces(centre_cut(x, input_size or size), size)
+    x = teacher_inputs(x, input_size or clf.preprocess.input_size, clf.preprocess)
     if x.shape[1:] != clf.preprocess.input_shape:
         raise ConfigError(f"--teacher {teacher} takes {clf.preprocess.input_shape} faces, not {x.shape[1:]}")
     step = 1024
