@@ -86,7 +86,8 @@ def run_benchmark(model: str | Path, media: str | Path, iterations: int = 200, m
         "machine": machine_info(),
         "model": {"path": portable_path(model), "task": clf.task.name, "arch": clf.meta.arch, "n_params": clf.n_params,
                   "input": list(clf.preprocess.input_shape), "tta_flip": clf.meta.tta_flip,
-                  "tta_crops": len(clf.crops), "model_runs_per_face": clf.n_views},
+                  "tta_crops": len(clf.crops), "model_runs_per_face": clf.n_views,
+                  "runtime": clf.runtime, "precision": clf.precision},
         "detector": det.config.to_dict(),
         "settings": {"iterations": iterations, "min_seconds": min_seconds, "media": portable_path(media),
                      "frame": "640x480"},
@@ -113,7 +114,8 @@ def summary(r: dict) -> str:
     lines = [
         f"{r['model']['task']} model {r['model']['path']} ({r['model']['n_params']:,} parameters, "
         f"flip TTA {'on' if r['model']['tta_flip'] else 'off'}, {r['model'].get('model_runs_per_face', 2)} "
-        f"network runs per face) on {m['cpus_usable']} CPUs"
+        f"network runs per face; {r['model'].get('runtime', '?')}, {r['model'].get('precision', 'f32')}) "
+        f"on {m['cpus_usable']} CPUs"
         f"{' + GPU' if m['gpu'] else ''}, load {m['load_average_1m']}, TF {m['tensorflow']}",
         f"faces found: one_face {r['faces_found']['one_face']}, four_faces {r['faces_found']['four_faces']}",
     ]

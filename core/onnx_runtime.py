@@ -111,25 +111,43 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxForward:
-    """uint8 faces in, view-averaged probabilities out, through one ONNX Runtime call. Thread-safe.
+class ViewForward:
+    """uint8 faces in, view-averaged probabilities out, one runtime call per batch. Thread-safe.
     Small calls (a face or two of the smile model: 2 inputs each) run on one thread, where splitting
     costs more than it saves; larger ones (one face of the expression model's ten-crop test) on all
-    usable cores, about twice as fast on two (`GRIN_ONNX_THREADS` sets that number)."""
+    usable cores, about twice as fast on two (`GRIN_ONNX_THREADS` sets that number). Subclasses run
+    the network (`_run`)."""
 
-    def __init__(self, path: Path, views: Views, threads: int | None = None):
-        threads = threads or int(os.environ.get("GRIN_ONNX_THREADS", "0")) or usable_cpus()
-        self.single = _session(path, 1)
-        self.parallel = _session(path, threads) if threads > 1 else self.single
+    runtime = ""
+    precision = "f32"
+
+    def __init__(self, views: Views, threads: int | None = None):
         self.views = views
+        self.threads = threads or int(os.environ.get("GRIN_ONNX_THREADS", "0")) or usable_cpus()
+
+    def _run(self, x: np.ndarray, parallel: bool) -> np.ndarray:
+        raise NotImplementedError
 
     def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
         """`group`: only that view group (see Views), else every view."""
         n = len(faces)
         x = self.views(faces, group)
-        session = self.parallel if len(x) >= PARALLEL_VIEWS else self.single
-        probs = session.run(None, {INPUT_NAME: x})[0].astype(np.float32)
+        probs = self._run(x, len(x) >= PARALLEL_VIEWS).astype(np.float32)
         return probs.reshape(self.views.group_count(group), n, -1).mean(axis=0)
+
+
+class OnnxForward(ViewForward):
+    """The views through ONNX Runtime, in float32: the Keras model's probabilities to about 1e-6."""
+
+    runtime = "onnx"
+
+    def __init__(self, path: Path, views: Views, threads: int | None = None):
+        super().__init__(views, threads)
+        self.single = _session(path, 1)
+        self.parallel = _session(path, self.threads) if self.threads > 1 else self.single
+
+    def _run(self, x: np.ndarray, parallel: bool) -> np.ndarray:
+        return (self.parallel if parallel else self.single).run(None, {INPUT_NAME: x})[0]
 
 
 def onnx_available() -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.decision import decide
 from core.detect import Box, FaceDetector
 from core.model import Classifier
 from core.preprocess import crop_faces
@@ -46,14 +47,6 @@ class Timing:
     @property
     def total_ms(self) -> float:
         return self.detect_ms + self.classify_ms
-
-
-def decide(probs: np.ndarray, task: Task, threshold: float = 0.5) -> np.ndarray:
-    """Predicted class per row: a threshold on the positive class for binary tasks, else argmax."""
-    if task.is_binary and len(probs):
-        pos = task.class_names.index(task.positive_class)
-        return np.where(probs[:, pos] >= threshold, pos, 1 - pos)
-    return np.argmax(probs, axis=1) if len(probs) else np.zeros(0, int)
 
 
 @dataclass
