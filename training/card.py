@@ -171,21 +171,36 @@ def _speed(bench: dict) -> list[str]:
         return []
     p, c = bench.get("pipeline_ms", {}), bench.get("classifier_ms", {})
     return ["## Speed", "",
-            f"`python -m bench` on {machine_line(bench.get('machine', {}))}: a 640x480 frame with one face takes "
-            f"{p.get('one_face', {}).get('median')} ms (median; p95 {p.get('one_face', {}).get('p95')} ms) from "
-            f"detection to label, four faces {p.get('four_faces', {}).get('median')} ms; detection alone "
-            f"{bench.get('detect_ms', {}).get('one_face', {}).get('median')} ms; the network "
-            f"{c.get('batch1', {}).get('median')} ms for one face, {bench.get('faces_per_second')} faces/s in batches."
-            + _stream_speed(bench.get("streams", {}).get("video", {})), ""]
+            f"`python -m bench` on {machine_line(bench.get('machine', {}))}: one face of a 640x480 frame, detection to "
+            f"label, {p.get('one_face', {}).get('median')} ms (median; p95 {p.get('one_face', {}).get('p95')} ms), "
+            f"four faces {p.get('four_faces', {}).get('median')} ms; detection "
+            f"{bench.get('detect_ms', {}).get('one_face', {}).get('median')} ms, the network "
+            f"{c.get('batch1', {}).get('median')} ms; {bench.get('faces_per_second')} faces/s in batches"
+            f"{_served(bench.get('model', {}))}." + _stream_speed(bench.get("streams", {}).get("video", {})), ""]
+
+
+RUNTIME_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime", "keras": "Keras"}
+
+
+def _served(model: dict) -> str:
+    """', through OpenVINO in bfloat16 (...)': how the benchmarked network ran, if recorded."""
+    runtime = model.get("runtime")
+    if not runtime:
+        return ""
+    name = RUNTIME_NAMES.get(runtime, runtime)
+    if model.get("precision") == "bf16":
+        return f", through {name} in bfloat16 (near ties re-read in float32: float32's labels)"
+    return f", through {name} in float32"
 
 
 def _stream_speed(v: dict) -> str:
     """A sentence on the tracked stream of `python -m bench --video`, if it ran."""
     if not v.get("tracked_ms"):
         return ""
-    return (f" In a stream (`python -m bench --video`, {v.get('frames')} frames of {Path(str(v.get('source'))).name}) "
-            f"a frame takes {v['tracked_ms'].get('mean')} ms on average against {v.get('still_ms', {}).get('mean')} ms "
-            f"frame by frame, and {_pct(v.get('label_agreement'), 1)} of its labels are the still-frame pipeline's.")
+    return (f" A tracked stream (`python -m bench --video`, {v.get('frames')} frames of "
+            f"{Path(str(v.get('source'))).name}): {v['tracked_ms'].get('mean')} ms a frame on average "
+            f"({v.get('still_ms', {}).get('mean')} ms frame by frame), {_pct(v.get('label_agreement'), 1)} of labels "
+            "as frame by frame.")
 
 
 def _limits(meta: ModelMeta, task: Task, rows: list[CheckRow], folder: Path) -> list[str]:
