@@ -41,7 +41,7 @@ def test_faces(model: Path, data: Path, split: str = "test"):
     s = meta.extra.get("split", {})
     idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), split))
     part = replace(ds, samples=[ds.samples[i] for i in idx])
-    clf = Classifier(model)
+    clf = Classifier(model, exact=True)
     faces = extract_faces(part, clf.preprocess, "auto")
     ok = faces.readable
     return clf, faces.x[ok], part.labels[ok]

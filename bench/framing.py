@@ -52,7 +52,7 @@ def _rgb(path: Path) -> np.ndarray:
 def run(model: str, genki: str | None, fer: str | None, media: str | None) -> dict:
     from core.model import Classifier
 
-    clf = Classifier(model)
+    clf = Classifier(model, exact=True)
     names = list(clf.task.class_names)
     if "happy" not in names:
         raise ValueError(f"{model}: framing is measured with an expression model (classes {names})")

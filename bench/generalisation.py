@@ -322,7 +322,7 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
         cols = [c for c in cols if c.name in only]
     if not cols:
         raise ValueError("no collection to check: give --genki, --fer or --media (none was found)")
-    clf = Classifier(model)
+    clf = Classifier(model, exact=True)
     detector = FaceDetector(DetectorConfig())
     seen = trained_families(meta)
     result = SuiteResult(task.name, portable_path(model), created=time.strftime("%Y-%m-%dT%H:%M:%S"))

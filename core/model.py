@@ -98,12 +98,15 @@ def apply_class_bias(probs: np.ndarray, bias: list[float] | np.ndarray | None) -
 class Classifier:
     """A loaded model: uint8 face crops in, class probabilities out. Thread-safe."""
 
-    def __init__(self, folder: str | Path, warm_up: bool = True, crops: bool = True, runtime: str = "auto"):
+    def __init__(self, folder: str | Path, warm_up: bool = True, crops: bool = True, runtime: str = "auto",
+                 exact: bool = False):
         """`crops=False` skips the model's extra test-time crops (flip averaging stays): faster, less accurate.
         `runtime`: "auto" serves a current model.onnx (same labels, faster on CPU) through OpenVINO in
         bfloat16 where the CPU computes it natively, else through ONNX Runtime, else Keras; "keras" always
         Keras; "onnx" (ONNX Runtime) and "openvino" refuse to run without their runtime and a current export.
-        The environment variable GRIN_RUNTIME, when set, stands for "auto"."""
+        The environment variable GRIN_RUNTIME, when set, stands for "auto". `exact`: float32 probabilities,
+        for measurements (thresholds, fitted offsets, ROC AUC, calibration); without it a bfloat16 read may
+        differ from them by a few hundredths where no decision depends on it."""
         source = "runtime"
         if runtime == "auto" and os.environ.get("GRIN_RUNTIME"):   # an operator's choice for the whole server
             source, runtime = "GRIN_RUNTIME", os.environ["GRIN_RUNTIME"]
@@ -136,14 +139,14 @@ class Classifier:
         self._forward = tf.function(self._forward_impl, input_signature=[spec])
         raw = tf.TensorSpec((None, *self.preprocess.input_shape), tf.float32)
         self._network = tf.function(lambda x: tf.cast(self.model(x, training=False), tf.float32), input_signature=[raw])
-        self._fast, self._exact = self._runtime_forward(path, runtime)
+        self._fast, self._exact = self._runtime_forward(path, runtime, exact)
         self.runtime = self._fast.runtime if self._fast else "keras"
         self.precision = self._fast.precision if self._fast else "f32"   # what the network computes in
         if warm_up:
             for n in (1, 4):
                 self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))
 
-    def _runtime_forward(self, source: Path, runtime: str):
+    def _runtime_forward(self, source: Path, runtime: str, exact: bool):
         """The fast path for this folder and, where it reads in bfloat16, the float32 path that reads its
         near ties again; (None, None) when Keras serves it."""
         from core.onnx_runtime import ONNX_FILE, OnnxForward, Views, onnx_available, stale_reason
@@ -160,12 +163,18 @@ class Classifier:
             return None, None
         views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
         path = self.folder / ONNX_FILE
+        bfloat16 = not exact and runtime != "onnx" and openvino_available() and native_bfloat16()
+        chosen = runtime
         if runtime == "auto":   # OpenVINO where it pays (bfloat16), ONNX Runtime elsewhere
-            runtime = "openvino" if openvino_available() and (native_bfloat16() or not onnx_available()) else "onnx"
-        if runtime == "onnx":
-            return OnnxForward(path, views), None
-        fast = OpenVinoForward(path, views, BFLOAT16 if native_bfloat16() else FLOAT32)
-        return fast, (OpenVinoForward(path, views, FLOAT32) if fast.precision == BFLOAT16 else None)
+            chosen = "openvino" if openvino_available() and (bfloat16 or not onnx_available()) else "onnx"
+        if chosen == "openvino":
+            try:
+                fast = OpenVinoForward(path, views, BFLOAT16 if bfloat16 else FLOAT32)
+                return fast, (OpenVinoForward(path, views, FLOAT32) if fast.precision == BFLOAT16 else None)
+            except RuntimeError as exc:   # OpenVINO cannot compile it here: ONNX Runtime, unless that was asked
+                if runtime == "openvino" or not onnx_available():
+                    raise ModelError(f"{self.folder}: cannot serve through OpenVINO: {exc}") from None
+        return OnnxForward(path, views), None
 
     @property
     def n_views(self) -> int:
@@ -193,14 +202,17 @@ class Classifier:
         """Test-time view groups: the whole face and each extra crop (with its mirror when tta_flip)."""
         return 1 + len(self.crops)
 
-    def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None) -> np.ndarray:
+    def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None,
+                threshold: float | None = None) -> np.ndarray:
         """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels). `group` k: only the
-        k-th view group (k modulo n_groups), a fraction of the cost; a stream averages them over frames."""
+        k-th view group (k modulo n_groups), a fraction of the cost; a stream averages them over frames.
+        `threshold`: the decision threshold the caller will apply (binary tasks; None: the model's)."""
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
         probs = self._probs(self._fast, faces, batch_size, group)
         if self._exact is not None:   # bfloat16: near ties read again in float32, so the labels are Keras's
-            near = np.flatnonzero(decision_margin(probs, self.task, self.meta.threshold) < NEAR_TIE)
+            cut = self.meta.threshold if threshold is None else threshold
+            near = np.flatnonzero(decision_margin(probs, self.task, cut) < NEAR_TIE)
             if len(near):
                 probs[near] = self._probs(self._exact, faces[near], batch_size, group)
         return probs

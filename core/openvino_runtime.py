@@ -24,10 +24,13 @@ def openvino_available() -> bool:
 
 
 def native_bfloat16() -> bool:
-    """Whether OpenVINO computes bfloat16 natively on this CPU (its own report)."""
+    """Whether OpenVINO computes bfloat16 natively on this CPU (its own report; False where it has no CPU plugin)."""
     import openvino as ov
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    try:
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:
+        return False
 
 
 class OpenVinoForward(ViewForward):

@@ -64,8 +64,8 @@ class Pipeline:
         """Label given boxes in one batched model call (`group`: one test-time view group, see Classifier)."""
         t0 = time.perf_counter()
         crops = crop_faces(image, boxes, self.classifier.preprocess)
-        probs = self.classifier.predict(crops, group=group)
         threshold = self.classifier.meta.threshold if self.threshold is None else self.threshold
+        probs = self.classifier.predict(crops, group=group, threshold=threshold)
         idx = decide(probs, self.task, threshold)
         self.last_timing.classify_ms = (time.perf_counter() - t0) * 1000
         return [Face(tuple(int(v) for v in b), p, int(i), self.task) for b, p, i in zip(boxes, probs, idx)]

@@ -185,3 +185,40 @@ def test_an_operator_chooses_the_runtime_with_grin_runtime(monkeypatch):
     monkeypatch.setenv("GRIN_RUNTIME", "tflite")
     with pytest.raises(ModelError, match="GRIN_RUNTIME must be one of auto, keras, onnx, openvino, not 'tflite'"):
         Classifier(MODELS / "smile", warm_up=False)
+
+
+def test_where_openvino_cannot_compile_the_model_auto_falls_back_to_onnx_runtime(monkeypatch):
+    """OpenVINO compiles both shipped models here, so its failure (a CPU or build without its plugin) is
+    stood in for; "auto" then serves through ONNX Runtime, an explicit "openvino" says why it cannot."""
+    import core.openvino_runtime as ovr
+
+    def cannot_compile(*args, **kwargs):
+        raise RuntimeError("Exception from src/inference: unsupported CPU")
+
+    monkeypatch.setattr(ovr, "OpenVinoForward", cannot_compile)
+    monkeypatch.setattr(ovr, "native_bfloat16", lambda: True)
+    assert Classifier(MODELS / "smile", warm_up=False).runtime == "onnx"
+    with pytest.raises(ModelError, match="cannot serve through OpenVINO: Exception from src/inference"):
+        Classifier(MODELS / "smile", warm_up=False, runtime="openvino")
+
+
+def test_a_callers_threshold_moves_the_near_ties_and_exact_reads_float32():
+    """The webcam's threshold slider: faces near the caller's threshold, not the model's, are read again;
+    `exact=True` (measurements: thresholds, offsets, ROC AUC) is float32 throughout."""
+    if not Path(GENKI).is_dir():
+        pytest.skip(f"{GENKI} is absent (shared datasets live beside the repo)")
+    exact = Classifier(MODELS / "smile", warm_up=False, exact=True)
+    assert (exact.precision, exact._exact) == ("f32", None)
+    served = Classifier(MODELS / "smile", warm_up=False)
+    x, _ = _test_faces(exact, GENKI, 300)
+    want = exact.predict(x)
+    np.testing.assert_allclose(want, Classifier(MODELS / "smile", warm_up=False, runtime="keras").predict(x), atol=1e-5)
+    if served.precision != "bf16":
+        pytest.skip("OpenVINO has no native bfloat16 on this CPU: nothing is read in bfloat16")
+    fast = served._probs(served._fast, x, 256, None)
+    for cut in (served.meta.threshold, 0.7):
+        near = decision_margin(fast, served.task, cut) < NEAR_TIE
+        got = served.predict(x, threshold=cut)
+        np.testing.assert_allclose(got[near], want[near], atol=1e-5)
+        assert np.abs(got[~near] - want[~near]).max() > 1e-4
+        assert (decide(got, served.task, cut) == decide(want, served.task, cut)).all()

@@ -65,7 +65,7 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None,
         if probs.shape[0] == len(x):
             return probs
     try:
-        clf = Classifier(teacher, warm_up=False)
+        clf = Classifier(teacher, warm_up=False, exact=True)
     except (ModelError, OSError) as exc:
         raise ConfigError(f"--teacher {teacher}: {exc}") from None
     x = teacher_inputs(x, input_size or clf.preprocess.input_size, clf.preprocess)

@@ -163,7 +163,7 @@ def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
     rows = []
     for folder in [*members, out]:
         for crops in (False, True) if ModelMeta.load(folder).tta_crops else (False,):
-            clf = Classifier(folder, warm_up=False, crops=crops)
+            clf = Classifier(folder, warm_up=False, crops=crops, exact=True)
             if folder == out and task.is_binary:
                 clf.meta.threshold = meta.threshold = tune_threshold(clf.predict(va.x), va.y, task)
             ev = evaluate_arrays(clf, va.x, va.y)
@@ -173,7 +173,7 @@ def choose_and_score(members: list[Path], out: Path, data: str) -> list[dict]:
     meta.metrics = {**meta.metrics, "val_accuracy": rows[-1]["val_accuracy"]}   # keeps a weight average's fit_val
     meta.extra["validation"] = rows
     if len(te.y):
-        result = evaluate_arrays(Classifier(out, warm_up=False), te.x, te.y, meta.threshold)
+        result = evaluate_arrays(Classifier(out, warm_up=False, exact=True), te.x, te.y, meta.threshold)
         result["split"] = "test"
         write_json_atomic(out / "eval.json", result)
         meta.metrics.update(test_accuracy=result["accuracy"], test_balanced_accuracy=result["balanced_accuracy"])

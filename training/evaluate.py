@@ -69,7 +69,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     if fer_negatives and not is_fer2013(data):
         raise ValueError(f"--fer-negatives counts FER-2013's other expressions: {data} is not FER-2013")
     ds = load_dataset(data, task, fer_negatives)   # model and dataset errors come before TensorFlow loads
-    clf = Classifier(model, crops=crops)
+    clf = Classifier(model, crops=crops, exact=True)
     if ds.name in ("folders",):
         mask = np.ones(len(ds.samples), bool)
         split = "all"

@@ -86,7 +86,7 @@ def fitting_sets(model: str | Path, fer: str, genki: str) -> tuple[list[tuple[np
     from core.detect import DetectorConfig, FaceDetector
     from core.model import Classifier
 
-    clf = Classifier(model)
+    clf = Classifier(model, exact=True)
     clf.meta = replace(clf.meta, class_bias=[])      # fit on the network's own probabilities
     if "happy" not in clf.task.class_names:
         raise ValueError(f"{model}: a prior correction is fitted for an expression model")

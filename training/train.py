@@ -389,7 +389,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
             run.set_status(message="averaging weights (SWA)")
             finish_swa(run, cfg, prep, model, tr, logger.best)
         meta = ModelMeta.load(run.path)
-        clf = Classifier(run.path, warm_up=False)
+        clf = Classifier(run.path, warm_up=False, exact=True)
         if task.is_binary:
             meta.threshold = (inherited_threshold(cfg.init) if cfg.fit_val
                               else tune_threshold(clf.predict(va.x), va.y, task))
