@@ -18,6 +18,7 @@ MODEL_FILE = "model.keras"
 CORNER_CROPS = [[0.0, 0.0, 0.9, 0.9], [0.0, 0.1, 0.9, 1.0], [0.1, 0.0, 1.0, 0.9], [0.1, 0.1, 1.0, 1.0]]
 META_FILE = "metadata.json"
 RUNTIMES = ("auto", "keras", "onnx", "openvino")
+RUNTIME_TITLES = {"keras": "Keras", "onnx": "ONNX Runtime", "openvino": "OpenVINO"}
 # bfloat16 reads closer than this to another decision are read again in float32 (the largest bfloat16
 # difference seen on 7,778 test faces was 0.03 of a probability; ties flipped only below 0.013)
 NEAR_TIE = 0.1
@@ -154,8 +155,9 @@ class Classifier:
 
         if runtime == "keras":
             return None, None
-        wanted = {"onnx": ("ONNX Runtime", onnx_available), "openvino": ("OpenVINO", openvino_available)}
-        name, available = wanted.get(runtime, ("", lambda: onnx_available() or openvino_available()))
+        available = {"onnx": onnx_available, "openvino": openvino_available}.get(
+            runtime, lambda: onnx_available() or openvino_available())
+        name = RUNTIME_TITLES.get(runtime, "")
         reason = stale_reason(self.folder, source) or ("" if available() else f"{name or 'no runtime'} is not installed")
         if reason:
             if runtime != "auto":
@@ -173,7 +175,7 @@ class Classifier:
                 return fast, (OpenVinoForward(path, views, FLOAT32) if fast.precision == BFLOAT16 else None)
             except RuntimeError as exc:   # OpenVINO cannot compile it here: ONNX Runtime, unless that was asked
                 if runtime == "openvino" or not onnx_available():
-                    raise ModelError(f"{self.folder}: cannot serve through OpenVINO: {exc}") from None
+                    raise ModelError(f"{self.folder}: cannot serve through {RUNTIME_TITLES['openvino']}: {exc}") from None
         return OnnxForward(path, views), None
 
     @property

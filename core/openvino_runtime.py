@@ -5,6 +5,7 @@ cores); Classifier reads near ties again in float32, so the labels stay the Kera
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ def openvino_available() -> bool:
     return True
 
 
+@lru_cache(maxsize=1)
 def native_bfloat16() -> bool:
     """Whether OpenVINO computes bfloat16 natively on this CPU (its own report; False where it has no CPU plugin)."""
     import openvino as ov

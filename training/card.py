@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.model import META_FILE, MODEL_FILE, ModelMeta
+from core.model import META_FILE, MODEL_FILE, RUNTIME_TITLES, ModelMeta
 from core.tasks import Task, get_task
 from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
                                 offsets_text, primary_eval, read_json, worst_line)
@@ -179,15 +179,12 @@ def _speed(bench: dict) -> list[str]:
             f"{_served(bench.get('model', {}))}." + _stream_speed(bench.get("streams", {}).get("video", {})), ""]
 
 
-RUNTIME_NAMES = {"openvino": "OpenVINO", "onnx": "ONNX Runtime", "keras": "Keras"}
-
-
 def _served(model: dict) -> str:
     """', through OpenVINO in bfloat16 (...)': how the benchmarked network ran, if recorded."""
     runtime = model.get("runtime")
     if not runtime:
         return ""
-    name = RUNTIME_NAMES.get(runtime, runtime)
+    name = RUNTIME_TITLES.get(runtime, runtime)
     if model.get("precision") == "bf16":
         return f", through {name} in bfloat16 (near ties re-read in float32: float32's labels)"
     return f", through {name} in float32"
