@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.model import Classifier, ModelMeta
-from tiny_dataset import make_class_folders
+from tiny_dataset import FER, make_class_folders, make_mini_fer
 from training.card import render_card
 from training.card_data import lineage
 from training.config import ConfigError, TrainConfig
@@ -178,6 +178,8 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
      "the distillation weight must be in [0, 1], not 1.5"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "0.8", "--class-weights", "sqrt"],
      "lower --distill or use --class-weights none"),
+    (["--teacher", str(REPO / "models" / "smile"), "--distill-on", "extra"],
+     "it needs both --teacher and --extra-data"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(args, reason, faces, tmp_path, capsys):
     out = tmp_path / "never"
@@ -317,6 +319,33 @@ def test_an_expression_model_teaches_a_smile_run_through_its_happy_probability(f
     assert np.allclose(soft[:, 1], happy, atol=1e-5) and np.allclose(soft.sum(1), 1.0, atol=1e-5)
     if (part.y == 1).any() and (part.y == 0).any():   # on real smiles the teacher's P(happy) is higher
         assert soft[part.y == 1, 1].mean() > soft[part.y == 0, 1].mean()
+
+
+@pytest.mark.skipif(not FER.is_dir(), reason=f"{FER} is absent (shared datasets live beside the repo)")
+def test_distill_on_extra_leaves_the_main_datasets_faces_to_their_true_labels(faces, tmp_path):
+    """--distill-on extra: the expression teacher labels every training face once (the cache is the same
+    as with --distill-on all), but only the --extra-data collection's faces (FER-2013's) learn from it;
+    the main dataset's faces keep their one-hot true labels."""
+    from training.distill import TEACHER_FILE, keep_true_labels, teacher_rows
+    from training.train import make_dataset
+
+    fer = make_mini_fer(tmp_path / "fer", per_class=6)
+    out = tmp_path / "student"
+    teacher = REPO / "models" / "expression"
+    assert run_main([*QUICK, "--data", str(faces), "--extra-data", str(fer), "--out", str(out), "--epochs", "1",
+                     "--teacher", str(teacher), "--distill", "0.5", "--distill-on", "extra", "--limit", "0",
+                     "--skip-test"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["distill_on"] == "extra"
+    part = prepare("smile", str(faces), SplitConfig(), extra_data=[str(fer)]).parts["train"]
+    soft = np.load(out / TEACHER_FILE)
+    taught = teacher_rows(part.index, "extra")
+    assert soft.shape == (len(part.y), 2) and 0 < taught.sum() < len(part.y)   # both kinds of rows
+    cfg = TrainConfig(data=str(faces), teacher=str(teacher), distill=0.5, batch_size=len(part.y))
+    _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, keep_true_labels(soft, part.y, taught))))
+    targets = targets.numpy()
+    assert np.array_equal(targets[~taught], np.eye(2)[part.y[~taught]])
+    assert np.allclose(targets[taught], 0.5 * np.eye(2)[part.y[taught]] + 0.5 * soft[taught], atol=1e-6)
+    assert not np.allclose(soft[taught], np.eye(2)[part.y[taught]], atol=1e-3)   # the teacher did say something
 
 
 def test_a_model_of_another_task_starts_a_run(faces, tmp_path):

@@ -112,6 +112,10 @@ def _distill_note(meta: ModelMeta, task: Task) -> list[str]:
     teacher_task = str(read_json(Path(teacher) / META_FILE).get("task", ""))
     what = (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) in CROSS_TASK_TEACHERS
             else f"the {teacher_task or 'teacher'} model's probabilities")
+    if cfg.get("distill_on", "all") == "extra":
+        return [f"- Distillation (`--teacher {teacher} --distill {w:g} --distill-on extra`): each target of the "
+                f"extra collections' faces is {1 - w:.0%} the true label, {w:.0%} {what} on the stored face; the "
+                "main dataset's faces keep their true labels."]
     return [f"- Distillation (`--teacher {teacher} --distill {w:g}`): each target is {1 - w:.0%} the true label, "
             f"{w:.0%} {what} on the stored face."]
 

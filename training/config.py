@@ -13,6 +13,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 # (teacher task, run task) pairs besides a run's own task: an expression model's P(happy) teaches smiles
 CROSS_TASK_TEACHERS = {("expression", "smile")}
+DISTILL_ON = ("all", "extra")   # the training faces a teacher labels (extra: only the --extra-data collections')
 JPEG_SCALE_MIN = 0.25   # --jpeg-scale: below this the 8x8 blocks are larger than a quarter of the face
 
 
@@ -75,6 +76,7 @@ class TrainConfig:
     skip_test: bool = False      # leave the test split unread at the end (while choosing a recipe on validation)
     teacher: str = ""            # distil from this model folder's probabilities on the training faces
     distill: float = 0.5         # weight of the teacher's probabilities in the targets (with a teacher)
+    distill_on: str = "all"      # the faces the teacher labels: "all", or only the --extra-data collections' ("extra")
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -202,6 +204,11 @@ class TrainConfig:
             need(cut == (self.equalize or "none"), f"--teacher {self.teacher} takes faces equalised '{cut}', and this "
                                                    f"run cuts them '{self.equalize or 'none'}': choose --equalize {cut}")
         need(0 <= self.distill <= 1, f"the distillation weight must be in [0, 1], not {self.distill}")
+        need(self.distill_on in DISTILL_ON, f"--distill-on must be one of {', '.join(DISTILL_ON)}, not "
+                                            f"'{self.distill_on}'")
+        need(self.distill_on == "all" or (self.teacher and self.extra_data),
+             "--distill-on extra leaves the main dataset's faces to their true labels and lets the teacher label "
+             "the --extra-data faces: it needs both --teacher and --extra-data")
         need(not self.teacher or self.distill <= 0.5 or self.class_weights == "none",
              "class weights follow each face's strongest target, which is its true label only while the "
              "teacher's weight is at most 0.5: lower --distill or use --class-weights none")

@@ -367,11 +367,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         t_start = time.time()
         soft = None
         if cfg.teacher:
-            from training.distill import TEACHER_FILE, teacher_probs
+            from training.distill import TEACHER_FILE, keep_true_labels, teacher_probs, teacher_rows
 
             soft = teacher_probs(cfg.teacher, tr.x, run.file(TEACHER_FILE),
                                  lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"),
                                  task=task, input_size=size)
+            soft = keep_true_labels(soft, tr.y, teacher_rows(tr.index, cfg.distill_on))
             run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
                                    f"distilling from {cfg.teacher}")
         if initial_epoch < cfg.epochs:
@@ -458,7 +459,7 @@ def _setting(group, defaults, name: str, text: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The command line, every option with its help and default."""
     from training.architectures import ARCHITECTURES, DEFAULT_WIDTH
-    from training.config import CLASS_WEIGHTS, OPTIMIZERS, PRECISIONS, SCHEDULES
+    from training.config import CLASS_WEIGHTS, DISTILL_ON, OPTIMIZERS, PRECISIONS, SCHEDULES
 
     d = TrainConfig()
     p = argparse.ArgumentParser(
@@ -524,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="distil: this model folder (or ensemble) labels the training faces with its probabilities; "
                           "of the run's task, or an expression model teaching a smile run through its P(happy)")
     _setting(opt, d, "distill", "weight of the teacher's probabilities in the targets, 0..1 (with --teacher)")
+    opt.add_argument("--distill-on", choices=DISTILL_ON, default=d.distill_on,
+                     help="the faces the teacher labels: all, or only the --extra-data collections' (the main "
+                          "dataset's faces keep their true labels) (default: %(default)s)")
     opt.add_argument("--fit-val", action="store_true",
                      help="final model: train on the validation faces too, keep the last epoch, and keep the "
                           "--init model's decision threshold (choose the recipe on validation first)")
