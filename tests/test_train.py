@@ -326,7 +326,7 @@ def test_distill_on_extra_leaves_the_main_datasets_faces_to_their_true_labels(fa
     """--distill-on extra: the expression teacher labels every training face once (the cache is the same
     as with --distill-on all), but only the --extra-data collection's faces (FER-2013's) learn from it;
     the main dataset's faces keep their one-hot true labels."""
-    from training.distill import TEACHER_FILE, keep_true_labels, teacher_rows
+    from training.distill import TEACHER_FILE, teacher_rows
     from training.train import make_dataset
 
     fer = make_mini_fer(tmp_path / "fer", per_class=6)
@@ -340,8 +340,9 @@ def test_distill_on_extra_leaves_the_main_datasets_faces_to_their_true_labels(fa
     soft = np.load(out / TEACHER_FILE)
     taught = teacher_rows(part.index, "extra")
     assert soft.shape == (len(part.y), 2) and 0 < taught.sum() < len(part.y)   # both kinds of rows
-    cfg = TrainConfig(data=str(faces), teacher=str(teacher), distill=0.5, batch_size=len(part.y))
-    _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, keep_true_labels(soft, part.y, taught))))
+    cfg = TrainConfig(data=str(faces), extra_data=[str(fer)], teacher=str(teacher), distill=0.5,
+                      distill_on="extra", batch_size=len(part.y))
+    _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, soft)))   # the targets the run trains on
     targets = targets.numpy()
     assert np.array_equal(targets[~taught], np.eye(2)[part.y[~taught]])
     assert np.allclose(targets[taught], 0.5 * np.eye(2)[part.y[taught]] + 0.5 * soft[taught], atol=1e-6)

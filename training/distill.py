@@ -92,14 +92,6 @@ def teacher_rows(index: np.ndarray, on: str) -> np.ndarray:
     return np.ones(len(index), bool) if on == "all" else np.asarray(index) < 0
 
 
-def keep_true_labels(soft: np.ndarray, y: np.ndarray, taught: np.ndarray) -> np.ndarray:
-    """The teacher's probabilities with every row not `taught` replaced by its one-hot true label, so that
-    row's blended target is its true label."""
-    out = np.array(soft, np.float32, copy=True)
-    out[~taught] = np.eye(out.shape[1], dtype=np.float32)[np.asarray(y)[~taught]]
-    return out
-
-
 def blend_targets(one_hot, soft, weight: float):
     """Training targets: (1 - weight) * true labels + weight * teacher probabilities."""
     return (1.0 - weight) * one_hot + weight * soft

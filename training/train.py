@@ -148,13 +148,14 @@ def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int, s
     `size`, more loosely at random when training. Targets are one-hot labels, blended with a
     teacher's probabilities `soft` (one row per face) when distilling."""
     from training.augment import make_augmenter, make_loose_cropper, make_tight_cropper
-    from training.distill import blend_targets
+    from training.distill import blend_targets, teacher_rows
 
     tf = tensorflow()
     wide = part.context is not None
     y = np.eye(n_classes, dtype=np.float32)[part.y]
-    if soft is not None:
-        y = blend_targets(y, soft.astype(np.float32), cfg.distill)
+    if soft is not None:   # the rows the teacher teaches (--distill-on); the others keep their true labels
+        taught = teacher_rows(part.index, cfg.distill_on)
+        y[taught] = blend_targets(y[taught], soft[taught].astype(np.float32), cfg.distill)
     ds = tf.data.Dataset.from_tensor_slices((part.x, part.context, y) if wide else (part.x, y))
     if training:
         ds = ds.shuffle(len(part.y), seed=cfg.seed, reshuffle_each_iteration=True)
@@ -367,12 +368,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         t_start = time.time()
         soft = None
         if cfg.teacher:
-            from training.distill import TEACHER_FILE, keep_true_labels, teacher_probs, teacher_rows
+            from training.distill import TEACHER_FILE, teacher_probs
 
             soft = teacher_probs(cfg.teacher, tr.x, run.file(TEACHER_FILE),
                                  lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"),
                                  task=task, input_size=size)
-            soft = keep_true_labels(soft, tr.y, teacher_rows(tr.index, cfg.distill_on))
             run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
                                    f"distilling from {cfg.teacher}")
         if initial_epoch < cfg.epochs:
