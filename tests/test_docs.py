@@ -229,3 +229,15 @@ def test_model_commands_print_only_their_own_lines(tmp_path):
     loud = subprocess.run([*cmd, "--out", str(tmp_path / "loud"), "--verbose"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert loud.returncode == 0 and loud.stderr != "", "--verbose keeps TensorFlow's lines"
+
+
+def test_a_card_names_each_training_machine_once():
+    """Members trained on several machines of one kind share one phrase, each CPU model listed once."""
+    from training.card_data import machines_line
+
+    a = {"cpu": "AMD EPYC", "cpus": 2, "gpus": 0}
+    b = {"cpu": "Intel Xeon", "cpus": 2, "gpus": 0}
+    gpu = {"cpu": "AMD EPYC", "cpus": 16, "gpus": 1}
+    assert machines_line([a, b, a]) == "2 CPU cores (AMD EPYC; Intel Xeon), no GPU"
+    assert machines_line([a, gpu, {}]) == ("2 CPU cores (AMD EPYC), no GPU and 16 CPU cores (AMD EPYC), 1 GPU and "
+                                           "a machine its metadata does not record")

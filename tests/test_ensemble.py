@@ -99,6 +99,9 @@ def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
     inside = [n for n, brief in members if brief]                          # their own members, by name
     assert inside and all(n.startswith(("1.", "2.")) for n in inside)
     assert [n[2:] for n in inside if n[0] == "1"] == [n[2:] for n in inside if n[0] == "2"]
+    deeper = [s for s in steps if s.what.startswith("member 1.1,")]    # an average inside a member's: one line
+    assert len(deeper) == 1 and "of earlier runs (" in deeper[0].what and "expression-fv" in deeper[0].what
+    assert not any(s.what.startswith("member 1.1.") for s in steps)
     assert (tmp_path / "soup" / f"member2_{inner[-1]['metrics_file']}").read_bytes() == \
         (MODELS / "expression" / inner[-1]["metrics_file"]).read_bytes()
     clf = Classifier(tmp_path / "soup", warm_up=False)

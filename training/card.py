@@ -13,7 +13,7 @@ from pathlib import Path
 from core.model import META_FILE, MODEL_FILE, RUNTIME_TITLES, ModelMeta
 from core.tasks import Task, get_task
 from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
-                                offsets_text, primary_eval, read_json, worst_line)
+                                machines_line, offsets_text, primary_eval, read_json, worst_line)
 from training.card_text import DATASET_TEXT, TASK_TEXT, fer_negatives_text
 from training.config import CROSS_TASK_TEACHERS
 
@@ -233,7 +233,7 @@ def _training(folder: Path, meta: ModelMeta) -> list[str]:
     if members:       # each member's own settings: the averaging itself has none
         seeds = ", ".join(f"member {i} seed {(m.get('train_config') or {}).get('seed', 'n/a')} "
                           f"({m.get('precision') or 'precision not recorded'})" for i, m in enumerate(members, 1))
-        machines = " and ".join(dict.fromkeys(machine_line(m, training=True) for m in _member_machines(members)))
+        machines = machines_line(_member_machines(members))
         return lines + ["", f"Split seed {split_seed}; {seeds}; on {machines}; float32 as served"
                         + (f"; {total:.0f} minutes of training in all." if total else "."), ""]
     settings = (f"seed {cfg.get('seed', 'n/a')}, split seed {split_seed}, {meta.extra.get('precision', 'n/a')} "

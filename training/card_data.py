@@ -3,6 +3,7 @@ the task's and datasets' own words (intended use, limits) that the figures are s
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+import re
 from pathlib import Path
 
 from core.fileio import read_json, read_jsonl
@@ -154,6 +155,14 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
         name = f"{prefix}{i}"
         if m.get("members"):
             inner = _ensemble_steps(folder, m["members"], m.get("average"), m.get("command") or "", f"{name}.")
+            if prefix:    # an ensemble inside a member: one line, its runs by name (metadata.json has each)
+                runs = ", ".join(dict.fromkeys(n for n in _trained_runs(m["members"]) if n))
+                minutes = sum(s.minutes for s in inner if s.minutes) or None
+                what = ("one network, the mean of the weights" if m.get("average") == "weights"
+                        else "the ensemble, the mean of the probabilities")
+                steps.append(Step(f"member {name}, {what} of earlier runs ({runs})", inner[-1].command, minutes,
+                                  brief=True))
+                continue
             steps += [replace(s, brief=True) for s in inner[:-1]]
             steps.append(replace(inner[-1], what=f"member {name}, {m.get('folder') or 'a model folder'}: "
                                                  f"{inner[-1].what}", brief=False))
@@ -165,6 +174,28 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
     what = ("one network, the mean of their weights" if average == "weights"
             else "the ensemble, the mean of their probabilities")
     return steps + [Step(what, command or "not recorded", None)]
+
+
+def _run_name(command: str) -> str:
+    """The run folder's name a training command wrote (its --out), or ""."""
+    found = re.search(r"--out\s+(\S+)", command or "")
+    return Path(found.group(1)).name if found else ""
+
+
+def _trained_runs(members: list[dict]) -> list[str]:
+    """The names of the runs behind an ensemble's members, oldest first: each member's --init chain, then the member;
+    a member that is itself an ensemble, by its own members."""
+    names = []
+    for m in members:
+        if m.get("members"):
+            names += _trained_runs(m["members"])
+            continue
+        chain, node = [], m.get("init")
+        while isinstance(node, dict) and node.get("command"):
+            chain.append(_run_name(node["command"]))
+            node = node.get("init")
+        names += chain[::-1] + [_run_name(m.get("command") or "")]
+    return names
 
 
 def _made(folder: Path, meta: ModelMeta) -> list[Step]:
@@ -210,3 +241,27 @@ def machine_line(m: dict, training: bool = False) -> str:
     gpus = m.get("gpus")
     gpu = (f"{len(gpus) if isinstance(gpus, list) else gpus} GPU" if gpus else "no GPU")
     return f"{cores} CPU cores{f' ({cpu})' if cpu else ''}, {gpu}"
+
+
+def machines_line(ms: list[dict]) -> str:
+    """Several training machines in one phrase: those of the same cores and GPUs share it, their CPU models
+    listed once each ('2 CPU cores (A; B), no GPU')."""
+    groups: dict[tuple, list[str]] = {}
+    for m in ms:
+        if not m:
+            groups.setdefault(("unrecorded",), [])
+            continue
+        gpus = m.get("gpus")
+        key = (m.get("cpus") or m.get("cpu_count"), len(gpus) if isinstance(gpus, list) else gpus)
+        cpu = m.get("cpu") or m.get("cpu_model")
+        names = groups.setdefault(key, [])
+        if cpu and cpu not in names:
+            names.append(cpu)
+    parts = []
+    for key, names in groups.items():
+        if key == ("unrecorded",):
+            parts.append(machine_line({}, training=True))
+            continue
+        cores, gpus = key
+        parts.append(machine_line({"cpus": cores, "gpus": gpus, "cpu": "; ".join(names)}, training=True))
+    return " and ".join(parts)
