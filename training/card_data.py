@@ -156,7 +156,7 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
         if m.get("members"):
             inner = _ensemble_steps(folder, m["members"], m.get("average"), m.get("command") or "", f"{name}.")
             if prefix:    # an ensemble inside a member: one line, its runs by name (metadata.json has each)
-                runs = ", ".join(dict.fromkeys(n for n in _trained_runs(m["members"]) if n))
+                runs = ", ".join(dict.fromkeys(n for n in _trained_runs(folder, m["members"]) if n))
                 minutes = sum(s.minutes for s in inner if s.minutes) or None
                 what = ("one network, the mean of the weights" if m.get("average") == "weights"
                         else "the ensemble, the mean of the probabilities")
@@ -176,25 +176,21 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
     return steps + [Step(what, command or "not recorded", None)]
 
 
-def _run_name(command: str) -> str:
+def _run_name(command: str | None) -> str:
     """The run folder's name a training command wrote (its --out), or ""."""
     found = re.search(r"--out\s+(\S+)", command or "")
     return Path(found.group(1)).name if found else ""
 
 
-def _trained_runs(members: list[dict]) -> list[str]:
+def _trained_runs(folder: Path, members: list[dict]) -> list[str]:
     """The names of the runs behind an ensemble's members, oldest first: each member's --init chain, then the member;
     a member that is itself an ensemble, by its own members."""
     names = []
     for m in members:
         if m.get("members"):
-            names += _trained_runs(m["members"])
+            names += _trained_runs(folder, m["members"])
             continue
-        chain, node = [], m.get("init")
-        while isinstance(node, dict) and node.get("command"):
-            chain.append(_run_name(node["command"]))
-            node = node.get("init")
-        names += chain[::-1] + [_run_name(m.get("command") or "")]
+        names += [_run_name(s.command) for s in _init_chain(folder, m.get("init"))] + [_run_name(m.get("command"))]
     return names
 
 
@@ -246,22 +242,13 @@ def machine_line(m: dict, training: bool = False) -> str:
 def machines_line(ms: list[dict]) -> str:
     """Several training machines in one phrase: those of the same cores and GPUs share it, their CPU models
     listed once each ('2 CPU cores (A; B), no GPU')."""
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple | None, list[str]] = {}
     for m in ms:
-        if not m:
-            groups.setdefault(("unrecorded",), [])
-            continue
         gpus = m.get("gpus")
-        key = (m.get("cpus") or m.get("cpu_count"), len(gpus) if isinstance(gpus, list) else gpus)
-        cpu = m.get("cpu") or m.get("cpu_model")
+        key = (m.get("cpus") or m.get("cpu_count"), len(gpus) if isinstance(gpus, list) else gpus) if m else None
         names = groups.setdefault(key, [])
+        cpu = m.get("cpu") or m.get("cpu_model")
         if cpu and cpu not in names:
             names.append(cpu)
-    parts = []
-    for key, names in groups.items():
-        if key == ("unrecorded",):
-            parts.append(machine_line({}, training=True))
-            continue
-        cores, gpus = key
-        parts.append(machine_line({"cpus": cores, "gpus": gpus, "cpu": "; ".join(names)}, training=True))
-    return " and ".join(parts)
+    return " and ".join(machine_line(key and {"cpus": key[0], "gpus": key[1], "cpu": "; ".join(names)}, training=True)
+                        for key, names in groups.items())
