@@ -411,6 +411,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         return result
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if echo and state == "failed":   # the reason reaches train.log before the status says "failed"
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            exc.logged = True
         run.set_status(state=state, message=f"{type(exc).__name__}: {exc}", pid=None)
         raise
 
@@ -585,14 +588,12 @@ def main(argv=None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         result = train(cfg, args.out, resume=args.resume, echo=True,
                        command=portable_command(["python", "-m", "training.train", *argv]))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:
         from training.datasets import DatasetError
 
-        if isinstance(exc, DatasetError):
-            print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, (ConfigError, DatasetError)):
+            if not getattr(exc, "logged", False):
+                print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
     if result:
