@@ -60,7 +60,8 @@ def test_command_line_reproduces_every_setting(tmp_path):
     parsed, args = parse_args([*launcher.config_argv(cfg), "--out", str(tmp_path)])
     assert parsed == cfg
     assert parse_args([*launcher.config_argv(TrainConfig(data="x")), "--out", "o"])[0] == TrainConfig(data="x")
-    smile = TrainConfig(data="/d/genki", extra_data=["/d/fer"], fer_negatives=0.3, skip_test=True)
+    smile = TrainConfig(data="/d/genki", extra_data=["/d/fer"], fer_negatives=0.3, skip_test=True,
+                        teacher=["/m/smile", "/m/expression"], distill=0.7)
     assert parse_args([*launcher.config_argv(smile), "--out", "o"])[0] == smile
 
 

@@ -180,6 +180,8 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
      "lower --distill or use --class-weights none"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill-on", "extra"],
      "it needs both --teacher and --extra-data"),
+    (["--teacher", str(REPO / "models" / "smile"), "--teacher", str(REPO / "models" / "smile")],
+     "each --teacher is named once"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(args, reason, faces, tmp_path, capsys):
     out = tmp_path / "never"
@@ -319,6 +321,29 @@ def test_an_expression_model_teaches_a_smile_run_through_its_happy_probability(f
     assert np.allclose(soft[:, 1], happy, atol=1e-5) and np.allclose(soft.sum(1), 1.0, atol=1e-5)
     if (part.y == 1).any() and (part.y == 0).any():   # on real smiles the teacher's P(happy) is higher
         assert soft[part.y == 1, 1].mean() > soft[part.y == 0, 1].mean()
+
+
+def test_two_teachers_teach_the_mean_of_their_probabilities(faces, tmp_path):
+    """--teacher twice: each teacher labels the faces once (its own cache in the run folder), and the
+    targets blend the true labels with the mean of the two; an old run's one teacher reads as a list."""
+    from training.distill import TEACHER_FILE, mean_teacher_probs, teacher_file
+    from training.train import make_dataset
+
+    out = tmp_path / "student"
+    smile, expression = REPO / "models" / "smile", REPO / "models" / "expression"
+    assert run_main([*QUICK, "--data", str(faces), "--out", str(out), "--epochs", "1", "--teacher", str(smile),
+                     "--teacher", str(expression), "--distill", "0.5", "--limit", "0", "--skip-test"]) == 0
+    assert Run(out).config()["config"]["teacher"] == [str(smile), str(expression)]
+    first, second = np.load(out / TEACHER_FILE), np.load(out / teacher_file(1))
+    part = prepare("smile", str(faces), SplitConfig()).parts["train"]
+    assert np.allclose(first, Classifier(smile, warm_up=False, exact=True).predict(part.x), atol=1e-5)
+    assert second.shape == first.shape and not np.allclose(first, second, atol=1e-3)   # two different readings
+    cfg = TrainConfig(data=str(faces), teacher=[str(smile), str(expression)], batch_size=len(part.y))
+    soft = mean_teacher_probs(cfg.teacher, part.x, out)   # what the run trained on, read from its caches
+    assert np.allclose(soft, (first + second) / 2, atol=1e-6)
+    _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, soft)))
+    assert np.allclose(targets.numpy(), 0.5 * np.eye(2)[part.y] + 0.25 * (first + second), atol=1e-6)
+    assert TrainConfig.from_dict({"teacher": str(smile)}).teacher == [str(smile)]
 
 
 @pytest.mark.skipif(not FER.is_dir(), reason=f"{FER} is absent (shared datasets live beside the repo)")

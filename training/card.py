@@ -15,7 +15,7 @@ from core.tasks import Task, get_task
 from training.card_data import (CheckRow, check_rows, curve_rows, dataset_title, eval_label, lineage, machine_line,
                                 machines_line, offsets_text, primary_eval, read_json, worst_line)
 from training.card_text import DATASET_TEXT, TASK_TEXT, fer_negatives_text
-from training.config import CROSS_TASK_TEACHERS
+from training.config import CROSS_TASK_TEACHERS, teacher_list
 
 CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
 
@@ -106,18 +106,26 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
 def _distill_note(meta: ModelMeta, task: Task) -> list[str]:
     """How the targets were made when the last run distilled from a teacher (`--teacher`)."""
     cfg = meta.extra.get("train_config") or {}
-    teacher, w = cfg.get("teacher"), float(cfg.get("distill") or 0)
-    if not teacher or not w:
+    teachers, w = teacher_list(cfg.get("teacher")), float(cfg.get("distill") or 0)
+    if not teachers or not w:
         return []
-    teacher_task = str(read_json(Path(teacher) / META_FILE).get("task", ""))
-    what = (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) in CROSS_TASK_TEACHERS
-            else f"the {teacher_task or 'teacher'} model's probabilities")
+    what = " and ".join(_teacher_reads(t, task) for t in teachers)
+    if len(teachers) > 1:
+        what = f"the mean of {what}"
+    option = " ".join(f"--teacher {t}" for t in teachers)
     if cfg.get("distill_on", "all") == "extra":
-        return [f"- Distillation (`--teacher {teacher} --distill {w:g} --distill-on extra`): each target of the "
+        return [f"- Distillation (`{option} --distill {w:g} --distill-on extra`): each target of the "
                 f"extra collections' faces is {1 - w:.0%} the true label, {w:.0%} {what} on the stored face; the "
                 "main dataset's faces keep their true labels."]
-    return [f"- Distillation (`--teacher {teacher} --distill {w:g}`): each target is {1 - w:.0%} the true label, "
+    return [f"- Distillation (`{option} --distill {w:g}`): each target is {1 - w:.0%} the true label, "
             f"{w:.0%} {what} on the stored face."]
+
+
+def _teacher_reads(teacher: str, task: Task) -> str:
+    """What a teacher gives a run of `task`: its probabilities, or an expression model's P(happy)."""
+    teacher_task = str(read_json(Path(teacher) / META_FILE).get("task", ""))
+    return (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) in CROSS_TASK_TEACHERS
+            else f"the {teacher_task or 'teacher'} model's probabilities")
 
 
 def _fit_val_note(meta: ModelMeta, task: Task) -> str:

@@ -37,6 +37,13 @@ class Augment:
     jpeg_scale: float = 1.0      # compress at a random scale down to this fraction of the crop (the source picture's)
 
 
+def teacher_list(value: str | list[str] | None) -> list[str]:
+    """A run's teachers as a list (runs made while a run had at most one recorded it as a string)."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return list(value or [])
+
+
 @dataclass
 class TrainConfig:
     task: str = "smile"
@@ -74,13 +81,14 @@ class TrainConfig:
     fit_val: bool = False        # final model: train on the validation faces too and keep the last epoch
     fer_negatives: float = 0.0   # smile: this fraction of FER-2013's other expressions joins as no-smile faces
     skip_test: bool = False      # leave the test split unread at the end (while choosing a recipe on validation)
-    teacher: str = ""            # distil from this model folder's probabilities on the training faces
-    distill: float = 0.5         # weight of the teacher's probabilities in the targets (with a teacher)
+    teacher: list[str] = field(default_factory=list)  # distil from these model folders' mean probabilities
+    distill: float = 0.5         # weight of the teachers' probabilities in the targets (with a teacher)
     distill_on: str = "all"      # the faces the teacher labels: "all", or only the --extra-data collections' ("extra")
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
             self.augment = Augment(**self.augment)
+        self.teacher = teacher_list(self.teacher)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,17 +199,17 @@ class TrainConfig:
         need(0 <= self.fer_negatives <= 1, f"FER-2013 negatives must be a fraction in [0, 1], not {self.fer_negatives}")
         need(not self.fer_negatives or self.task == "smile",
              "FER-2013 negatives (other expressions as no-smile faces) are for the smile task")
-        need(not self.teacher or (Path(self.teacher) / "model.keras").is_file(),
-             f"--teacher {self.teacher}: no model.keras there to learn from")
-        if self.teacher:
-            teacher = _metadata(Path(self.teacher))
+        need(len(set(self.teacher)) == len(self.teacher), "each --teacher is named once")
+        for folder in self.teacher:
+            need((Path(folder) / "model.keras").is_file(), f"--teacher {folder}: no model.keras there to learn from")
+            teacher = _metadata(Path(folder))
             teacher_task = str(teacher.get("task", "unknown"))
             need(teacher_task == self.task or (teacher_task, self.task) in CROSS_TASK_TEACHERS,
-                 f"--teacher {self.teacher} is a model for the {teacher_task} task, which cannot teach a run of "
+                 f"--teacher {folder} is a model for the {teacher_task} task, which cannot teach a run of "
                  f"the {self.task} task (a teacher is of the run's task, or an expression model teaching a smile run)")
             pre = teacher.get("preprocess")
             cut = str(pre.get("equalize", "none")) if isinstance(pre, dict) else "none"
-            need(cut == (self.equalize or "none"), f"--teacher {self.teacher} takes faces equalised '{cut}', and this "
+            need(cut == (self.equalize or "none"), f"--teacher {folder} takes faces equalised '{cut}', and this "
                                                    f"run cuts them '{self.equalize or 'none'}': choose --equalize {cut}")
         need(0 <= self.distill <= 1, f"the distillation weight must be in [0, 1], not {self.distill}")
         need(self.distill_on in DISTILL_ON, f"--distill-on must be one of {', '.join(DISTILL_ON)}, not "

@@ -3,6 +3,7 @@ probabilities, and the student learns from a blend of those and the true labels.
 
 The teacher is a model of the run's own task, or an expression model teaching a smile run: its
 P(happy) is the smile probability (the 28,000 varied FER-2013 faces teach what a smile is not).
+Several teachers (`--teacher` repeated) teach the mean of their probabilities.
 
 The teacher runs once per run, with its own test-time views, on the stored training crops; its
 probabilities are kept in the run folder so a resumed run reuses them.
@@ -84,6 +85,21 @@ def teacher_probs(teacher: str | Path, x: np.ndarray, cache: Path | None = None,
         np.save(tmp, probs)
         tmp.replace(cache)
     return probs
+
+
+def teacher_file(i: int) -> str:
+    """The run folder's cache of the i-th teacher's probabilities (the first keeps the one-teacher name)."""
+    return TEACHER_FILE if i == 0 else f"teacher_probs_{i + 1}.npy"
+
+
+def mean_teacher_probs(teachers: list[str], x: np.ndarray, folder: Path | None = None, progress=None,
+                       task: Task | None = None, input_size: int | None = None) -> np.ndarray:
+    """The mean of the teachers' probabilities over the run's classes, each teacher's cached in `folder`;
+    `progress(teacher, done, total)`."""
+    probs = [teacher_probs(t, x, folder / teacher_file(i) if folder is not None else None,
+                           (lambda d, n, t=t: progress(t, d, n)) if progress else None, task, input_size)
+             for i, t in enumerate(teachers)]
+    return np.mean(probs, axis=0).astype(np.float32)
 
 
 def teacher_rows(index: np.ndarray, on: str) -> np.ndarray:

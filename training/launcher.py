@@ -32,7 +32,9 @@ def config_argv(cfg: TrainConfig) -> list[str]:
     args = ["--task", cfg.task, "--data", cfg.data]
     for extra in cfg.extra_data:
         args += ["--extra-data", extra]
-    skip = {"task", "data", "extra_data", "augment", "tta_flip", "fit_val", "skip_test"}
+    for teacher in cfg.teacher:
+        args += ["--teacher", teacher]
+    skip = {"task", "data", "extra_data", "teacher", "augment", "tta_flip", "fit_val", "skip_test"}
     for f in fields(TrainConfig):
         if f.name not in skip:
             args += ["--" + f.name.replace("_", "-"), str(getattr(cfg, f.name))]

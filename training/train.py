@@ -368,13 +368,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         t_start = time.time()
         soft = None
         if cfg.teacher:
-            from training.distill import TEACHER_FILE, teacher_probs
+            from training.distill import mean_teacher_probs
 
-            soft = teacher_probs(cfg.teacher, tr.x, run.file(TEACHER_FILE),
-                                 lambda i, n: run.set_status(message=f"teacher labelling faces {i}/{n}"),
-                                 task=task, input_size=size)
+            soft = mean_teacher_probs(cfg.teacher, tr.x, run.path,
+                                      lambda t, i, n: run.set_status(message=f"{t} labelling faces {i}/{n}"),
+                                      task=task, input_size=size)
             run.set_status(message=f"training {n_params:,} parameters on {len(tr.y)} faces, "
-                                   f"distilling from {cfg.teacher}")
+                                   f"distilling from {' and '.join(cfg.teacher)}")
         if initial_epoch < cfg.epochs:
             model.fit(make_dataset(tr, task.n_classes, cfg, True, size, soft),
                       validation_data=make_dataset(va, task.n_classes, cfg, False, size),
@@ -524,10 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(opt, d, "swa_epochs", "average the weights of the last N epochs (SWA), kept only if it validates "
                                    "better; 0 is off")
     _setting(opt, d, "swa_lr", "constant learning rate for the averaged epochs; 0: the schedule runs to the end")
-    opt.add_argument("--teacher", default="",
+    opt.add_argument("--teacher", action="append", default=[],
                      help="distil: this model folder (or ensemble) labels the training faces with its probabilities; "
-                          "of the run's task, or an expression model teaching a smile run through its P(happy)")
-    _setting(opt, d, "distill", "weight of the teacher's probabilities in the targets, 0..1 (with --teacher)")
+                          "of the run's task, or an expression model teaching a smile run through its P(happy); "
+                          "repeatable: the teachers' probabilities are averaged")
+    _setting(opt, d, "distill", "weight of the teachers' probabilities in the targets, 0..1 (with --teacher)")
     opt.add_argument("--distill-on", choices=DISTILL_ON, default=d.distill_on,
                      help="the faces the teacher labels: all, or only the --extra-data collections' (the main "
                           "dataset's faces keep their true labels) (default: %(default)s)")
