@@ -344,6 +344,12 @@ def test_two_teachers_teach_the_mean_of_their_probabilities(faces, tmp_path):
     _, targets = next(iter(make_dataset(part, 2, cfg, False, 64, soft)))
     assert np.allclose(targets.numpy(), 0.5 * np.eye(2)[part.y] + 0.25 * (first + second), atol=1e-6)
     assert TrainConfig.from_dict({"teacher": str(smile)}).teacher == [str(smile)]
+    records = ModelMeta.load(out).extra["teachers"]   # each teacher as it was when the run began
+    assert [r["task"] for r in records] == ["smile", "expression"]
+    assert "models/smile as of 20" in records[0]["folder"] and "models/expression as of 20" in records[1]["folder"]
+    card = render_card(out)
+    assert "the mean of the smile model's probabilities and the expression model's P(happy)" in card
+    assert records[1]["folder"] in card
 
 
 @pytest.mark.skipif(not FER.is_dir(), reason=f"{FER} is absent (shared datasets live beside the repo)")

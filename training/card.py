@@ -109,21 +109,24 @@ def _distill_note(meta: ModelMeta, task: Task) -> list[str]:
     teachers, w = teacher_list(cfg.get("teacher")), float(cfg.get("distill") or 0)
     if not teachers or not w:
         return []
-    what = " and ".join(_teacher_reads(t, task) for t in teachers)
+    records = meta.extra.get("teachers") or []   # as each teacher was when the run began (runs since session 35)
+    tasks = ([str(r.get("task", "")) for r in records] if len(records) == len(teachers)
+             else [str(read_json(Path(t) / META_FILE).get("task", "")) for t in teachers])
+    what = " and ".join(_teacher_reads(t, task) for t in tasks)
     if len(teachers) > 1:
         what = f"the mean of {what}"
     option = " ".join(f"--teacher {t}" for t in teachers)
+    which = f" The teachers were {'; '.join(r['folder'] for r in records)}." if records else ""
     if cfg.get("distill_on", "all") == "extra":
         return [f"- Distillation (`{option} --distill {w:g} --distill-on extra`): each target of the "
                 f"extra collections' faces is {1 - w:.0%} the true label, {w:.0%} {what} on the stored face; the "
-                "main dataset's faces keep their true labels."]
+                f"main dataset's faces keep their true labels.{which}"]
     return [f"- Distillation (`{option} --distill {w:g}`): each target is {1 - w:.0%} the true label, "
-            f"{w:.0%} {what} on the stored face."]
+            f"{w:.0%} {what} on the stored face.{which}"]
 
 
-def _teacher_reads(teacher: str, task: Task) -> str:
-    """What a teacher gives a run of `task`: its probabilities, or an expression model's P(happy)."""
-    teacher_task = str(read_json(Path(teacher) / META_FILE).get("task", ""))
+def _teacher_reads(teacher_task: str, task: Task) -> str:
+    """What a teacher of `teacher_task` gives a run of `task`: its probabilities, or an expression model's P(happy)."""
     return (f"the {teacher_task} model's P(happy)" if (teacher_task, task.name) in CROSS_TASK_TEACHERS
             else f"the {teacher_task or 'teacher'} model's probabilities")
 

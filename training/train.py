@@ -96,6 +96,17 @@ def init_record(folder: str) -> dict | None:
     return record
 
 
+def teacher_record(folder: str) -> dict:
+    """Which model taught a run, as it was when the run began (a folder like models/expression changes
+    with each ship), and its task, for the card."""
+    try:
+        task = ModelMeta.load(Path(folder)).task
+    except ModelError:
+        task = ""
+    record = init_record(folder)
+    return {"folder": record["folder"] if record else portable_path(Path(folder)), "task": task}
+
+
 def load_init_weights(model, folder: str) -> None:
     """Copy weights from another model of the same architecture and width. The classes may differ
     (another task: transfer learning): then the output layer alone keeps its fresh weights."""
@@ -337,10 +348,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
                                 "precision": precision, "train_config": portable_paths(cfg.to_dict()),
                                 "machine": machine_summary()})
         # the card's "how it was trained" goes back through the --init model (as it was when the run began)
-        origin = ModelMeta.load(run.path).extra.get("init") if resume and run.has_model() else None
-        origin = origin or (init_record(cfg.init) if cfg.init else None)
+        before = ModelMeta.load(run.path).extra if resume and run.has_model() else {}
+        origin = before.get("init") or (init_record(cfg.init) if cfg.init else None)
         if origin:
             meta.extra["init"] = origin
+        teachers = before.get("teachers") or [teacher_record(t) for t in cfg.teacher]
+        if teachers:
+            meta.extra["teachers"] = teachers
         strategy = _strategy()
         with strategy.scope():
             if resume:
