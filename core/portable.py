@@ -52,8 +52,8 @@ def portable_path(path: str | Path) -> str:
     name = _dataset_name(p.parent) if p.suffix else None   # a file in a dataset folder (fer2013.csv)
     if name:
         return f"<{name}>/{p.name}"
-    runs = _inside(p, runs_root())
-    if runs is not None and _inside(runs_root().resolve(), REPO) is None:
+    runs = _inside(p, runs_root())   # first: the default runs folder is inside the repository, yet nobody else's
+    if runs is not None:
         return f"<runs>/{runs}" if runs != "." else "<runs>"
     rel = _inside(p, REPO)
     if rel is not None:

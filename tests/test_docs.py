@@ -177,6 +177,8 @@ def test_paths_are_recorded_without_the_machines_folders(tmp_path, monkeypatch):
     cmd = portable_command(["python", "-m", "training.train", "--data", str(genki), f"--out={tmp_path}/runs/x",
                             "--lr", "2e-4", "--note", "two words"])
     assert cmd == "python -m training.train --data <genki4k> --out=<runs>/x --lr 2e-4 --note 'two words'"
+    monkeypatch.delenv("GRIN_RUNS")   # the default runs folder, inside the repository and ignored by git
+    assert portable_path(REPO / "runs" / "smile-a") == "<runs>/smile-a"
 
 
 def test_progress_bar_draws_with_an_eta_on_a_terminal_only():
