@@ -16,7 +16,7 @@ from core.model import Classifier, ModelMeta
 from tiny_dataset import FER, make_class_folders, make_mini_fer
 from training.card import render_card
 from training.card_data import lineage
-from training.config import ConfigError, TrainConfig
+from training.config import Augment, ConfigError, TrainConfig
 from training.data import prepare
 from training.launcher import summary
 from training.split import SplitConfig
@@ -177,7 +177,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "1.5"],
      "the distillation weight must be in [0, 1], not 1.5"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill", "0.8", "--class-weights", "sqrt"],
-     "lower --distill or use --class-weights none"),
+     "lower --distill, or use --class-weights none or per-collection"),
     (["--teacher", str(REPO / "models" / "smile"), "--distill-on", "extra"],
      "it needs both --teacher and --extra-data"),
     (["--teacher", str(REPO / "models" / "smile"), "--teacher", str(REPO / "models" / "smile")],
@@ -350,6 +350,34 @@ def test_two_teachers_teach_the_mean_of_their_probabilities(faces, tmp_path):
     card = render_card(out)
     assert "the mean of the smile model's probabilities and the expression model's P(happy)" in card
     assert records[1]["folder"] in card
+
+
+def test_per_collection_weights_balance_each_collection_and_keep_its_share(faces, tmp_path):
+    """--class-weights per-collection: row weights (true labels) that make the main dataset and the
+    extra data each class-balanced, each keeping its share of the rows; the training pipeline carries them
+    through every augmentation, and a run under a strong teacher may use them."""
+    from training.train import collection_weights, make_dataset
+
+    extra = make_class_folders(tmp_path / "extra", per_class=30, size=72, seed=5)
+    for f in sorted((extra / "smile").iterdir())[8:]:   # an extra collection with few smiles, as FER-2013 has
+        f.unlink()
+    part = prepare("smile", str(faces), SplitConfig(), extra_data=[str(extra)]).parts["train"]
+    w = collection_weights(part.y, part.index, 2)
+    for rows in (part.index >= 0, part.index < 0):
+        per_class = [w[rows & (part.y == k)].sum() for k in (0, 1)]
+        assert np.isclose(per_class[0], per_class[1]) and np.isclose(sum(per_class), rows.sum())
+    extra_rows = part.index < 0
+    assert w[extra_rows & (part.y == 1)].min() > 2 * w[extra_rows & (part.y == 0)].max()   # its few smiles count more
+    cfg = TrainConfig(data=str(faces), class_weights="per-collection", batch_size=len(part.y),
+                      augment=Augment(tight=0.5, shift=0.1, erasing=0.25))
+    x, targets, carried = next(iter(make_dataset(part, 2, cfg, True, 64)))
+    assert x.shape[0] == len(part.y) and np.allclose(np.sort(carried.numpy()), np.sort(w))
+    assert len(next(iter(make_dataset(part, 2, cfg, False, 64)))) == 2   # validation: no weights
+    out = tmp_path / "student"
+    assert run_main([*QUICK, "--data", str(faces), "--extra-data", str(extra), "--out", str(out), "--epochs", "1",
+                     "--class-weights", "per-collection", "--teacher", str(REPO / "models" / "smile"),
+                     "--distill", "0.7", "--limit", "0", "--skip-test"]) == 0
+    assert Run(out).status()["state"] == "finished"
 
 
 @pytest.mark.skipif(not FER.is_dir(), reason=f"{FER} is absent (shared datasets live beside the repo)")

@@ -10,7 +10,7 @@ from core.tasks import TASKS, get_task
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant", "step")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt", "per-collection")
 # (teacher task, run task) pairs besides a run's own task: an expression model's P(happy) teaches smiles
 CROSS_TASK_TEACHERS = {("expression", "smile")}
 DISTILL_ON = ("all", "extra")   # the training faces a teacher labels (extra: only the --extra-data collections')
@@ -217,9 +217,10 @@ class TrainConfig:
         need(self.distill_on == "all" or (self.teacher and self.extra_data),
              "--distill-on extra leaves the main dataset's faces to their true labels and lets the teacher label "
              "the --extra-data faces: it needs both --teacher and --extra-data")
-        need(not self.teacher or self.distill <= 0.5 or self.class_weights == "none",
+        need(not self.teacher or self.distill <= 0.5 or self.class_weights in ("none", "per-collection"),
              "class weights follow each face's strongest target, which is its true label only while the "
-             "teacher's weight is at most 0.5: lower --distill or use --class-weights none")
+             "teacher's weight is at most 0.5: lower --distill, or use --class-weights none or per-collection "
+             "(row weights by the true label)")
         need(self.limit >= 0, "limit must be 0 (all) or positive")
         need(self.faces in ("auto", "detect", "cropped", "whole"), "faces must be auto, detect, cropped or whole")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

@@ -53,13 +53,26 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
 
 
 def class_weights(y: np.ndarray, n: int, mode: str) -> dict[int, float] | None:
-    if mode == "none":
+    """Keras class weights for `mode`; None for none, and for per-collection (row weights, below)."""
+    if mode in ("none", "per-collection"):
         return None
     counts = np.maximum(np.bincount(y, minlength=n), 1).astype(float)
     w = counts.sum() / (n * counts)
     if mode == "sqrt":
         w = np.sqrt(w)
     return {i: float(v) for i, v in enumerate(w / w[np.bincount(y, minlength=n) > 0].mean())}
+
+
+def collection_weights(y: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """Per-row weights that balance the classes within the main dataset and within the extra data (rows
+    with negative indices), each keeping its share of the rows; they follow the true labels, so they hold
+    under any distillation weight."""
+    w = np.ones(len(y), np.float32)
+    for rows in (index >= 0, index < 0):
+        if rows.any():
+            counts = np.bincount(y[rows], minlength=n)
+            w[rows] = rows.sum() / (np.count_nonzero(counts) * counts[y[rows]])
+    return w
 
 
 def tune_threshold(probs: np.ndarray, y: np.ndarray, task) -> float:
@@ -157,7 +170,9 @@ def make_optimizer(cfg: TrainConfig):
 def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int, soft: np.ndarray | None = None):
     """A tf.data pipeline of (float images, targets); wide crops (`part.context` set) are cut to
     `size`, more loosely at random when training. Targets are one-hot labels, blended with a
-    teacher's probabilities `soft` (one row per face) when distilling."""
+    teacher's probabilities `soft` (one row per face) when distilling. Training drops each epoch's last
+    partial batch (the rows reshuffle, so every face is still seen): a batch of a face or two gives batch
+    normalisation noise, and oneDNN's convolution gradient has crashed the process on some such sizes."""
     from training.augment import make_augmenter, make_loose_cropper, make_tight_cropper
     from training.distill import blend_targets, teacher_rows
 
@@ -167,20 +182,27 @@ def make_dataset(part, n_classes, cfg: TrainConfig, training: bool, size: int, s
     if soft is not None:   # the rows the teacher teaches (--distill-on); the others keep their true labels
         taught = teacher_rows(part.index, cfg.distill_on)
         y[taught] = blend_targets(y[taught], soft[taught].astype(np.float32), cfg.distill)
-    ds = tf.data.Dataset.from_tensor_slices((part.x, part.context, y) if wide else (part.x, y))
+    weighted = training and cfg.class_weights == "per-collection"
+    columns = (part.x, part.context, y) if wide else (part.x, y)
+    if weighted:
+        columns += (collection_weights(part.y, part.index, n_classes),)
+
+    def carry(fn):   # each map sees (images, [context,] targets); a row weight rides along untouched
+        return (lambda *t: (*fn(*t[:-1]), t[-1])) if weighted else fn
+
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         ds = ds.shuffle(len(part.y), seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size)
+    ds = ds.batch(cfg.batch_size, drop_remainder=training and len(part.y) > cfg.batch_size)
     if wide:
         crop = make_loose_cropper(cfg.augment.loose if training else 0.0, size, cfg.seed)
-        ds = ds.map(lambda a, c, b: crop(tf.cast(a, tf.float32), c, b), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(carry(lambda a, c, b: crop(tf.cast(a, tf.float32), c, b)), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(carry(lambda a, b: (tf.cast(a, tf.float32), b)), num_parallel_calls=tf.data.AUTOTUNE)
     if training and cfg.augment.tight:
-        ds = ds.map(make_tight_cropper(cfg.augment.tight, size, cfg.seed), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(carry(make_tight_cropper(cfg.augment.tight, size, cfg.seed)), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        aug = make_augmenter(cfg.augment, size, cfg.seed)
-        ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(carry(make_augmenter(cfg.augment, size, cfg.seed)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -532,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(opt, d, "weight_decay", "decoupled weight decay")
     _setting(opt, d, "label_smoothing", "")
     _setting(opt, d, "class_weights", f"{', '.join(CLASS_WEIGHTS)}: weigh rare classes up (sqrt: by "
-                                      "1/sqrt(count))")
+                                      "1/sqrt(count); per-collection: balance the classes within the main "
+                                      "dataset and within the extra data, each keeping its share)")
     _setting(opt, d, "seed", "weights, shuffling and augmentation")
     _setting(opt, d, "patience", "stop after this many epochs without a better validation accuracy; 0 is off")
     _setting(opt, d, "swa_epochs", "average the weights of the last N epochs (SWA), kept only if it validates "
