@@ -115,6 +115,20 @@ def test_card_says_what_the_model_looks_at_when_explain_json_exists(tmp_path):
             "the mouth") in render_card(folder)
 
 
+def test_card_says_where_the_decision_threshold_came_from(tmp_path):
+    folder = tmp_path / "smile"
+    shutil.copytree(REPO / "models" / "smile", folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["extra"].pop("threshold_choice", None)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    assert "chosen on the whole validation suite" not in render_card(folder)
+    meta["threshold"] = 0.42
+    meta["extra"]["threshold_choice"] = {"threshold_tuned_on_genki4k_val": 0.5, "threshold": 0.42, "rule": "the rule"}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    assert ("above probability 0.42, chosen on the whole validation suite (the run's own tuning gave 0.50): "
+            "the rule.") in render_card(folder)
+
+
 def test_card_command_writes_the_card_and_its_curves(tmp_path):
     folder = tmp_path / "expression"
     shutil.copytree(REPO / "models" / "expression", folder)

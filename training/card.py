@@ -88,6 +88,9 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
                      + DATASET_TEXT.get(root.strip("<>"), {}).get("as_extra", "more training images.")
                      .format(negatives=negatives))
     lines += _distill_note(meta, task)
+    if (meta.extra.get("train_config") or {}).get("class_weights") == "per-collection":
+        lines.append("- Class weights (`--class-weights per-collection`): each training face weighs by its true class "
+                     "so that the main dataset and the extra data are each class-balanced, each keeping its share.")
     split = meta.extra.get("split", {})
     lines += [f"- Split: {sizes.get('train', 0):,} training, {sizes.get('val', 0):,} validation, "
               f"{sizes.get('test', 0):,} test faces (seed {split.get('seed', 'n/a')}, stratified, exact duplicates "
@@ -98,9 +101,18 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
               f"- At test time: {_views(meta)}"
               + (f", then {offsets_text(meta)} added to the log-probabilities (`class_bias`)"
                  if offsets_text(meta) else "") + "; "
-              + (f"a face is called *{task.display_names[1]}* above probability {meta.threshold:.2f}." if task.is_binary
-                 else "the most probable class wins."), ""]
+              + (f"a face is called *{task.display_names[1]}* above probability {meta.threshold:.2f}"
+                 f"{_threshold_note(meta)}." if task.is_binary else "the most probable class wins."), ""]
     return lines
+
+
+def _threshold_note(meta: ModelMeta) -> str:
+    """Where the decision threshold came from, when not from the run's own GENKI-4K-style validation tuning."""
+    choice = meta.extra.get("threshold_choice")
+    if not isinstance(choice, dict):
+        return ""
+    return (f", chosen on the whole validation suite (the run's own tuning gave "
+            f"{float(choice['threshold_tuned_on_genki4k_val']):.2f}): {choice['rule']}")
 
 
 def _distill_note(meta: ModelMeta, task: Task) -> list[str]:
