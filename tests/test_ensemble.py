@@ -65,12 +65,14 @@ def test_a_weight_average_is_one_network_with_the_mean_of_the_members_weights(tm
     assert meta["extra"]["average"] == "weights" and meta["tta_crops"] == smile_classifier.meta.tta_crops
     steps = lineage(out, ModelMeta.load(out))     # the card's "how it was made"
     assert steps[-1].what == "one network, the mean of their weights"
-    chain, node = 0, smile_classifier.meta.extra["init"]     # the runs the shipped smile model came from
+    # the runs the shipped smile model came from: its --init chain, oldest first (none when trained from scratch)
+    chain, node, first = 0, smile_classifier.meta.extra.get("init"), smile_classifier.meta.command
     while node:
-        chain, node = chain + 1, node.get("init")
-    assert chain >= 1 and [s.brief for s in steps] == ([True] * chain + [False]) * 2 + [False]
-    assert [s.what.split(",")[0] for s in steps[chain::chain + 1]] == ["member 1", "member 2"] and len(steps) == 2 * chain + 3
-    assert steps[0].command.endswith("--out <runs>/smile-b")               # each member's own --init chain
+        chain, first, node = chain + 1, node["command"], node.get("init")
+    assert [s.brief for s in steps] == ([True] * chain + [False]) * 2 + [False]
+    assert [s.what.split(",")[0] for s in steps[chain:2 * chain + 2:chain + 1]] == ["member 1", "member 2"]
+    assert len(steps) == 2 * chain + 3
+    assert steps[0].command == steps[chain + 1].command == first             # each member's own --init chain
     assert (out / "metrics_member1.jsonl").read_bytes() == (MODELS / "smile" / "metrics.jsonl").read_bytes()
     assert steps[chain].minutes and steps[chain].minutes == steps[2 * chain + 1].minutes   # from the copied curves
     rows, whose = curve_rows(out)                  # the card's learning curves: the member trained last
