@@ -52,7 +52,7 @@ def portable_path(path: str | Path) -> str:
     name = _dataset_name(p.parent) if p.suffix else None   # a file in a dataset folder (fer2013.csv)
     if name:
         return f"<{name}>/{p.name}"
-    runs = _inside(p, runs_root())   # first: the default runs folder is inside the repository, yet nobody else's
+    runs = _inside(p, runs_root())   # before the repository: the default runs folder lies inside it, yet is the user's own
     if runs is not None:
         return f"<runs>/{runs}" if runs != "." else "<runs>"
     rel = _inside(p, REPO)
