@@ -299,10 +299,11 @@ def face_crops(col: Collection, condition: str, boxes: np.ndarray | None, pp, de
 def run_suite(model: str | Path, genki: str | None = None, fer: str | None = None, media: str | None = None,
               conditions: tuple[str, ...] | None = None, use_cache: bool = True,
               log: Callable[[str], None] | None = None, split: str = "test",
-              only: tuple[str, ...] | None = None) -> SuiteResult:
+              only: tuple[str, ...] | None = None, readings: dict | None = None) -> SuiteResult:
     """Every check that the given collections allow, for one model folder. `split="val"` reads the validation
     parts of GENKI-4K and FER-2013 instead of their test splits: the figures to choose recipes by.
-    `only`: just the collections of these names (e.g. the ship rules' benchmark split)."""
+    `only`: just the collections of these names (e.g. the ship rules' benchmark split). `readings`, a dict:
+    filled with each check's (true labels, float32 probabilities), to score other decision rules on."""
     from core.model import Classifier, ModelMeta
     from core.pipeline import decide
 
@@ -341,10 +342,12 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
                 x, found, _ = face_crops(part, condition, boxes0[sub.keep], clf.preprocess, detector, use_cache)
             probs = clf.predict(x)
             pred = decide(probs, task, clf.meta.threshold)
+            name = col.name if condition == "as is" else f"{col.name}/{condition}"
+            if readings is not None:
+                readings[name] = (part.labels, probs)
             figures = score(part.labels, probs, pred, task)
             in_training = col.family in seen
             group = "collection" if not in_training else "benchmark" if condition == "as is" else "condition"
-            name = col.name if condition == "as is" else f"{col.name}/{condition}"
             note = col.note if part is col or sub.every == 1 else f"{col.note}; every {sub.every}th face".lstrip("; ")
             result.checks.append(Check(
                 name=name, group=group, dataset=col.dataset, split=col.split, condition=condition,

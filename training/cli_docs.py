@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, tuple[str, ...], str]] = [   # (module, subcommand, wh
     ("bench", (), "time the whole pipeline on real frames"),
     ("bench.generalisation", (), "the generalisation suite: held-out splits, changed conditions, other collections"),
     ("bench.ship_rules", (), "whether a candidate model may replace the shipped one"),
+    ("bench.threshold", (), "choose a smile model's decision threshold on the validation suite"),
     ("bench.framing", (), "how the framing of face crops changes the expression model's accuracy"),
     ("bench.load_test", (), "several browser sessions and a training run on one server"),
     ("training.ensemble", (), "average models of one task into one model folder"),
