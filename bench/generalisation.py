@@ -395,20 +395,36 @@ def comparison(results: dict[str, dict]) -> list[dict]:
     return [cells[n] for n in order]
 
 
+def add_collection_arguments(p: argparse.ArgumentParser) -> None:
+    """--genki, --fer and --media, each defaulting to its folder under ../shared."""
+    from bench import default_media
+    from training.sources import shared_dataset
+
+    p.add_argument("--genki", default=str(shared_dataset("genki4k")), help="GENKI-4K folder (default: ../shared/...)")
+    p.add_argument("--fer", default=str(shared_dataset("fer2013")), help="FER-2013 folder (default: ../shared/...)")
+    p.add_argument("--media", default=str(default_media()),
+                   help="folder with expressions/*.jpg and smile_video.mp4 (default: ../shared/media)")
+
+
+def collection_paths(args: argparse.Namespace) -> dict[str, str | None]:
+    """run_suite's genki, fer and media arguments: each folder given, or None (said on stderr) where it is absent."""
+    paths = {k: v if v and Path(v).exists() else None for k, v in
+             (("genki", args.genki), ("fer", args.fer), ("media", args.media))}
+    for k, v in paths.items():
+        if v is None:
+            print(f"note: no {k} collection at {getattr(args, k)}: its checks are left out", file=sys.stderr)
+    return paths
+
+
 def main(argv=None) -> int:
     quiet_command(argv)
-    from training.sources import shared_dataset
 
     p = argparse.ArgumentParser(prog="python -m bench.generalisation", description=__doc__.splitlines()[0])
     p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--model", help="model folder (default: models/<task>)")
     p.add_argument("--task", default="smile", choices=("smile", "expression"),
                    help="with no --model, the bundled model of this task (default: %(default)s)")
-    shared = Path(__file__).resolve().parents[1].parent / "shared"
-    p.add_argument("--genki", default=str(shared_dataset("genki4k")), help="GENKI-4K folder (default: ../shared/...)")
-    p.add_argument("--fer", default=str(shared_dataset("fer2013")), help="FER-2013 folder (default: ../shared/...)")
-    p.add_argument("--media", default=str(shared / "media"),
-                   help="folder with expressions/*.jpg and smile_video.mp4 (default: ../shared/media)")
+    add_collection_arguments(p)
     p.add_argument("--split", default="test", choices=SUITE_SPLITS,
                    help="test: GENKI-4K's and FER-2013's test splits (the figures a card reports); val: their "
                         "validation parts (the figures to choose recipes by; default: %(default)s)")
@@ -418,11 +434,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the checks here")
     args = p.parse_args(argv)
     model = args.model or str(Path(__file__).resolve().parents[1] / "models" / args.task)
-    paths = {k: v if v and Path(v).exists() else None for k, v in
-             (("genki", args.genki), ("fer", args.fer), ("media", args.media))}
-    for k, v in paths.items():
-        if v is None:
-            print(f"note: no {k} collection at {getattr(args, k)}: its checks are left out", file=sys.stderr)
+    paths = collection_paths(args)
     try:
         result = run_suite(model, **paths, conditions=tuple(args.conditions) if args.conditions else None,
                            use_cache=not args.no_cache, split=args.split,

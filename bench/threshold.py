@@ -28,6 +28,7 @@ from core.decision import decide
 from core.fileio import write_json_atomic
 from core.portable import portable_path
 from core.runtime import quiet_command
+from core.model import ModelMeta
 from core.tasks import Task
 
 ANCHOR = "genki4k-val"
@@ -61,9 +62,10 @@ class SweepConfig:
 
     def rule(self) -> str:
         """The rule in words, as the model card quotes it."""
+        anchor = CHECK_TITLES.get(self.anchor, self.anchor)
         return (f"the highest validation-suite worst case among thresholds {self.lo:.2f}-{self.hi:.2f} "
-                f"(step {self.step:g}) keeping {CHECK_TITLES.get(self.anchor, self.anchor)} accuracy at {self.floor * 100:.1f} % or more, ties to the "
-                f"higher threshold (`python -m bench.threshold`)")
+                f"(step {self.step:g}) keeping {anchor} accuracy at {self.floor * 100:.1f} % or more, "
+                f"ties to the higher threshold (`python -m bench.threshold`)")
 
 
 @dataclass
@@ -103,7 +105,7 @@ def choose(rows: list[ThresholdRow]) -> ThresholdRow:
     return max(eligible, key=lambda r: (r.worst_balanced_accuracy, r.threshold))
 
 
-def record(meta, chosen: ThresholdRow, cfg: SweepConfig, command: str) -> dict:
+def record(meta: ModelMeta, chosen: ThresholdRow, cfg: SweepConfig, command: str) -> dict:
     """What --write keeps in `extra.threshold_choice`; the run's own tuned threshold survives a second sweep."""
     before = meta.extra.get("threshold_choice") or {}
     return {"threshold_tuned_on_genki4k_val": before.get("threshold_tuned_on_genki4k_val", meta.threshold),
@@ -112,10 +114,11 @@ def record(meta, chosen: ThresholdRow, cfg: SweepConfig, command: str) -> dict:
             "val_suite_worst_check": chosen.worst_check, "anchor_accuracy": chosen.anchor_accuracy}
 
 
-def format_rows(rows: list[ThresholdRow], chosen: ThresholdRow | None, cfg: SweepConfig) -> str:
+def format_rows(rows: list[ThresholdRow], chosen: ThresholdRow, cfg: SweepConfig) -> str:
+    """The sweep as a table, the chosen threshold marked."""
     lines = [f"{'threshold':>9} {'worst':>7}  {'worst check':<34} {cfg.anchor:>12}"]
     for r in rows:
-        mark = " <- chosen" if chosen is not None and r.threshold == chosen.threshold else ""
+        mark = " <- chosen" if r.threshold == chosen.threshold else ""
         below = "" if r.eligible else " (under the floor)"
         lines.append(f"{r.threshold:>9.2f} {r.worst_balanced_accuracy:>7.2%}  {r.worst_check:<34} "
                      f"{r.anchor_accuracy:>12.2%}{below}{mark}")
@@ -124,17 +127,13 @@ def format_rows(rows: list[ThresholdRow], chosen: ThresholdRow | None, cfg: Swee
 
 def main(argv=None) -> int:
     quiet_command(argv)
-    from bench.generalisation import run_suite
-    from core.model import ModelError, ModelMeta
-    from training.sources import shared_dataset
+    from bench.generalisation import add_collection_arguments, collection_paths, run_suite
+    from core.model import ModelError
 
     p = argparse.ArgumentParser(prog="python -m bench.threshold", description=__doc__.splitlines()[0])
     p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("--model", required=True, help="model folder of a two-class task (a run, or models/smile)")
-    shared = Path(__file__).resolve().parents[1].parent / "shared"
-    p.add_argument("--genki", default=str(shared_dataset("genki4k")), help="GENKI-4K folder (default: ../shared/...)")
-    p.add_argument("--fer", default=str(shared_dataset("fer2013")), help="FER-2013 folder (default: ../shared/...)")
-    p.add_argument("--media", default=str(shared / "media"), help="media folder (default: ../shared/media)")
+    add_collection_arguments(p)
     d = SweepConfig()
     p.add_argument("--lo", type=float, default=d.lo, help="lowest threshold (default: %(default)s)")
     p.add_argument("--hi", type=float, default=d.hi, help="highest threshold (default: %(default)s)")
@@ -145,14 +144,13 @@ def main(argv=None) -> int:
     p.add_argument("--write", action="store_true", help="set the chosen threshold in the model's metadata.json")
     args = p.parse_args(argv)
     cfg = SweepConfig(args.lo, args.hi, args.step, args.floor)
-    paths = {k: v if v and Path(v).exists() else None for k, v in
-             (("genki", args.genki), ("fer", args.fer), ("media", args.media))}
     try:
         cfg.validate()
         meta = ModelMeta.load(Path(args.model))
         task = meta.validate()
         if not task.is_binary:
             raise SweepError(f"{args.model} is a '{task.name}' model: the most probable class wins, no threshold to choose")
+        paths = collection_paths(args)
         if paths["genki"] is None:
             raise SweepError(f"no GENKI-4K at {args.genki}: the floor is checked on its validation part")
         readings: dict = {}
