@@ -26,9 +26,9 @@ import numpy as np
 from bench.generalisation import MIN_N_WORST, score
 from core.decision import decide
 from core.fileio import write_json_atomic
+from core.model import ModelMeta
 from core.portable import portable_path
 from core.runtime import quiet_command
-from core.model import ModelMeta
 from core.tasks import Task
 
 ANCHOR = "genki4k-val"
