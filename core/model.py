@@ -17,8 +17,8 @@ MODEL_FILE = "model.keras"
 # the four corner crops of a ten-crop test (with the whole face, each also mirrored when tta_flip)
 CORNER_CROPS = [[0.0, 0.0, 0.9, 0.9], [0.0, 0.1, 0.9, 1.0], [0.1, 0.0, 1.0, 0.9], [0.1, 0.1, 1.0, 1.0]]
 META_FILE = "metadata.json"
-RUNTIMES = ("auto", "keras", "onnx", "openvino")
-RUNTIME_TITLES = {"keras": "Keras", "onnx": "ONNX Runtime", "openvino": "OpenVINO"}
+RUNTIMES = ("auto", "keras", "onnx", "int8", "openvino")
+RUNTIME_TITLES = {"keras": "Keras", "onnx": "ONNX Runtime", "int8": "ONNX Runtime in int8", "openvino": "OpenVINO"}
 # bfloat16 reads closer than this to another decision are read again in float32 (the largest bfloat16
 # difference seen on 7,778 test faces was 0.03 of a probability; ties flipped only below 0.013)
 NEAR_TIE = 0.1
@@ -103,8 +103,11 @@ class Classifier:
                  exact: bool = False):
         """`crops=False` skips the model's extra test-time crops (flip averaging stays): faster, less accurate.
         `runtime`: "auto" serves a current model.onnx (same labels, faster on CPU) through OpenVINO in
-        bfloat16 where the CPU computes it natively, else through ONNX Runtime, else Keras; "keras" always
-        Keras; "onnx" (ONNX Runtime) and "openvino" refuse to run without their runtime and a current export.
+        bfloat16 where the CPU computes it natively, else its current int8 copy (model.int8.onnx, made by
+        core.quantize) through ONNX Runtime where there is one, else model.onnx through ONNX Runtime, else
+        Keras; "keras" always Keras; "onnx" (ONNX Runtime in float32), "int8" and "openvino" refuse to run
+        without their runtime and a current export. A bfloat16 or int8 read that lies near another decision
+        is read again in float32 (see `predict`).
         The environment variable GRIN_RUNTIME, when set, stands for "auto". `exact`: float32 probabilities,
         for measurements (thresholds, fitted offsets, ROC AUC, calibration); without it a bfloat16 read may
         differ from them by a few hundredths where no decision depends on it."""
@@ -148,14 +151,15 @@ class Classifier:
                 self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))
 
     def _runtime_forward(self, source: Path, runtime: str, exact: bool):
-        """The fast path for this folder and, where it reads in bfloat16, the float32 path that reads its
-        near ties again; (None, None) when Keras serves it."""
-        from core.onnx_runtime import ONNX_FILE, OnnxForward, Views, onnx_available, stale_reason
+        """The fast path for this folder and, where it reads in bfloat16 or int8, the float32 path that
+        reads its near ties again; (None, None) when Keras serves it."""
+        from core.onnx_runtime import (INT8, INT8_FILE, INT8_META, ONNX_FILE, OnnxForward, Views, onnx_available,
+                                       stale_reason)
         from core.openvino_runtime import BFLOAT16, FLOAT32, OpenVinoForward, native_bfloat16, openvino_available
 
         if runtime == "keras":
             return None, None
-        available = {"onnx": onnx_available, "openvino": openvino_available}.get(
+        available = {"onnx": onnx_available, "int8": onnx_available, "openvino": openvino_available}.get(
             runtime, lambda: onnx_available() or openvino_available())
         name = RUNTIME_TITLES.get(runtime, "")
         reason = stale_reason(self.folder, source) or ("" if available() else f"{name or 'no runtime'} is not installed")
@@ -165,10 +169,18 @@ class Classifier:
             return None, None
         views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
         path = self.folder / ONNX_FILE
-        bfloat16 = not exact and runtime != "onnx" and openvino_available() and native_bfloat16()
+        bfloat16 = not exact and runtime not in ("onnx", "int8") and openvino_available() and native_bfloat16()
+        int8_reason = stale_reason(self.folder, source, INT8_FILE, INT8_META)
+        if runtime == "int8" and int8_reason:
+            raise ModelError(f"{self.folder}: cannot serve through {name}: {int8_reason}")
         chosen = runtime
-        if runtime == "auto":   # OpenVINO where it pays (bfloat16), ONNX Runtime elsewhere
+        if runtime == "auto":   # OpenVINO where it pays (bfloat16), then an int8 copy, then ONNX Runtime
             chosen = "openvino" if openvino_available() and (bfloat16 or not onnx_available()) else "onnx"
+            if chosen == "onnx" and not int8_reason:
+                chosen = "int8"
+        if chosen == "int8" and not exact:   # exact: the float32 export, for measurements
+            return (OnnxForward(self.folder / INT8_FILE, views, precision=INT8),
+                    OnnxForward(path, views))
         if chosen == "openvino":
             try:
                 fast = OpenVinoForward(path, views, BFLOAT16 if bfloat16 else FLOAT32)
@@ -212,7 +224,7 @@ class Classifier:
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
         probs = self._probs(self._fast, faces, batch_size, group)
-        if self._exact is not None:   # bfloat16: near ties read again in float32, so the labels are Keras's
+        if self._exact is not None:   # bfloat16 or int8: near ties read again in float32, so the labels are Keras's
             cut = self.meta.threshold if threshold is None else threshold
             near = np.flatnonzero(decision_margin(probs, self.task, cut) < NEAR_TIE)
             if len(near):

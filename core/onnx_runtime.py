@@ -12,6 +12,9 @@ import numpy as np
 
 ONNX_FILE = "model.onnx"
 ONNX_META = "model.onnx.json"   # {"source_sha256": sha256 of model.keras, "opset", "exporter", ...}
+INT8 = "int8"                   # the int8 copy (core.quantize): its file, sidecar and precision name
+INT8_FILE = "model.int8.onnx"
+INT8_META = "model.int8.onnx.json"
 INPUT_NAME = "x"                # float32 (N, size, size, channels), 0-255, as the Keras model takes
 
 
@@ -24,17 +27,19 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def stale_reason(folder: Path, source: Path) -> str:
-    """Why the folder's ONNX file cannot stand for `source` ("" when it can)."""
-    onnx_path, meta_path = folder / ONNX_FILE, folder / ONNX_META
+def stale_reason(folder: Path, source: Path, onnx_file: str = ONNX_FILE, meta_file: str = ONNX_META) -> str:
+    """Why the folder's ONNX file (the float32 export, or another such as the int8 copy) cannot stand
+    for `source` ("" when it can)."""
+    onnx_path, meta_path = folder / onnx_file, folder / meta_file
     if not onnx_path.is_file() or not meta_path.is_file():
-        return f"no {ONNX_FILE} with {ONNX_META}"
+        return f"no {onnx_file} with {meta_file}"
     try:
         recorded = json.loads(meta_path.read_text()).get("source_sha256")
     except (OSError, json.JSONDecodeError):
-        return f"{ONNX_META} is unreadable"
+        return f"{meta_file} is unreadable"
     if recorded != sha256(source):
-        return f"{ONNX_FILE} was exported from another {source.name} (run python -m core.export {folder})"
+        fix = "core.export" if onnx_file == ONNX_FILE else "core.export, then python -m core.quantize"
+        return f"{onnx_file} was made from another {source.name} (run python -m {fix} {folder})"
     return ""
 
 
@@ -137,12 +142,14 @@ class ViewForward:
 
 
 class OnnxForward(ViewForward):
-    """The views through ONNX Runtime, in float32: the Keras model's probabilities to about 1e-6."""
+    """The views through ONNX Runtime: from the float32 export, the Keras model's probabilities to about
+    1e-6; from the int8 copy (precision "int8", core.quantize), to a few hundredths."""
 
     runtime = "onnx"
 
-    def __init__(self, path: Path, views: Views, threads: int | None = None):
+    def __init__(self, path: Path, views: Views, threads: int | None = None, precision: str = "f32"):
         super().__init__(views, threads)
+        self.precision = precision
         self.single = _session(path, 1)
         self.parallel = _session(path, self.threads) if self.threads > 1 else self.single
 

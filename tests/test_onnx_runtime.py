@@ -1,6 +1,7 @@
-"""The runtimes that serve model.onnx (ONNX Runtime; OpenVINO, in bfloat16 where the CPU computes it):
-the same labels as Keras on real test faces, the same test-time views as TensorFlow, near ties of a
-bfloat16 read read again in float32, and a stale export (of another model.keras) never used."""
+"""The runtimes that serve model.onnx (ONNX Runtime; OpenVINO, in bfloat16 where the CPU computes it) and
+the expression model's int8 copy: the same labels as Keras on real test faces, the same test-time views as
+TensorFlow, near ties of a bfloat16 or int8 read read again in float32, and a stale export (of another
+model.keras) never used."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 
 from core.decision import decision_margin
 from core.model import NEAR_TIE, Classifier, ModelError
-from core.onnx_runtime import ONNX_META, Views, stale_reason
+from core.onnx_runtime import INT8, INT8_FILE, INT8_META, ONNX_FILE, ONNX_META, Views, stale_reason
 from core.openvino_runtime import native_bfloat16
 from core.pipeline import decide
 from core.tasks import get_task
@@ -27,9 +28,16 @@ def test_the_shipped_exports_are_of_the_shipped_models():
     for task in ("smile", "expression"):
         assert stale_reason(MODELS / task, MODELS / task / "model.keras") == ""
         served = Classifier(MODELS / task, warm_up=False)
-        assert (served.runtime, served.precision) == (("openvino", "bf16") if native_bfloat16() else ("onnx", "f32"))
+        elsewhere = ("onnx", INT8) if task == "expression" else ("onnx", "f32")   # the int8 copy where it exists
+        assert (served.runtime, served.precision) == (("openvino", "bf16") if native_bfloat16() else elsewhere)
         # the recorded command names the folder as the repository does, never this machine's path
         assert json.loads((MODELS / task / ONNX_META).read_text())["command"] == f"python -m core.export models/{task}"
+    folder = MODELS / "expression"
+    assert stale_reason(folder, folder / "model.keras", INT8_FILE, INT8_META) == ""
+    int8 = json.loads((folder / INT8_META).read_text())
+    assert int8["command"].startswith("python -m core.quantize models/expression --data <fer2013>")
+    assert int8["agreement_on_test_faces"]["labels_differing_as_served"] == 0
+    assert (folder / INT8_FILE).stat().st_size < (folder / ONNX_FILE).stat().st_size / 3   # int8 weights
 
 
 def test_a_stale_export_is_not_used(tmp_path):
@@ -40,6 +48,21 @@ def test_a_stale_export_is_not_used(tmp_path):
     assert Classifier(folder, warm_up=False).runtime == "keras"
     with pytest.raises(ModelError, match="cannot serve through ONNX Runtime"):
         Classifier(folder, warm_up=False, runtime="onnx")
+
+
+def test_a_stale_int8_copy_is_not_used(tmp_path):
+    """An int8 copy made from another model.keras: "auto" serves the float32 export, "int8" says why not."""
+    folder = shutil.copytree(MODELS / "expression", tmp_path / "expression")
+    meta = json.loads((folder / INT8_META).read_text())
+    (folder / INT8_META).write_text(json.dumps({**meta, "source_sha256": "0" * 64}))
+    served = Classifier(folder, warm_up=False)
+    assert served.precision == ("bf16" if native_bfloat16() else "f32")
+    with pytest.raises(ModelError, match="cannot serve through ONNX Runtime in int8: model.int8.onnx was made "
+                                         "from another model.keras .run python -m core.export, then python -m core.quantize"):
+        Classifier(folder, warm_up=False, runtime="int8")
+    (folder / INT8_FILE).unlink()
+    with pytest.raises(ModelError, match="no model.int8.onnx with model.int8.onnx.json"):
+        Classifier(MODELS / "smile", warm_up=False, runtime="int8")   # the smile model has none: two views are cheap
 
 
 def test_views_are_tensorflows_crops_and_mirrors(expression_classifier):
@@ -60,14 +83,16 @@ def test_views_are_tensorflows_crops_and_mirrors(expression_classifier):
 
 
 def _test_faces(clf: Classifier, data: Path, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The model's own test split of a dataset as face crops (as training.evaluate reads them)."""
+    """The model's own test split of a dataset as face crops (as training.evaluate reads them); GENKI-4K's
+    test split (smile labels) cropped for the expression model too."""
     from core.detect import DetectorConfig
     from training.datasets import load_dataset
     from training.faces import extract_faces
     from training.split import SplitConfig, assign_splits, test_mask
 
-    ds = load_dataset(str(data), clf.task)
-    s = clf.meta.extra.get("split", {})
+    other = data == GENKI and clf.task.name == "expression"
+    ds = load_dataset(str(data), get_task("smile") if other else clf.task)
+    s = {} if other else clf.meta.extra.get("split", {})
     idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), "test"))
     if limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
@@ -76,40 +101,48 @@ def _test_faces(clf: Classifier, data: Path, limit: int = 0) -> tuple[np.ndarray
     return fc.x[fc.readable], part.labels[fc.readable]
 
 
-@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
-@pytest.mark.parametrize("task, data, limit", [("smile", GENKI, 0), ("expression", FER, 500)])
+@pytest.mark.parametrize("task, data, limit, runtime", [
+    ("smile", GENKI, 0, "onnx"), ("smile", GENKI, 0, "openvino"),
+    ("expression", FER, 500, "onnx"), ("expression", FER, 500, "openvino"), ("expression", GENKI, 599, "int8")])
 def test_runtime_labels_equal_keras_labels_on_real_test_faces(task, data, limit, runtime):
-    """All 599 GENKI-4K test faces (at most 1 label may differ), 500 FER-2013 test faces (ten-crop)."""
+    """All 599 GENKI-4K test faces (at most 1 label may differ), 500 FER-2013 test faces (ten-crop); the int8
+    copy's FER-2013 faces are read against float32 in the near-tie test below."""
     if not Path(data).is_dir():
         pytest.skip(f"{data} is absent (shared datasets live beside the repo)")
     keras_clf = Classifier(MODELS / task, warm_up=False, runtime="keras")
     fast_clf = Classifier(MODELS / task, warm_up=False, runtime=runtime)
-    assert fast_clf.runtime == runtime
+    assert fast_clf.runtime == ("onnx" if runtime == INT8 else runtime)
+    assert (fast_clf.precision == INT8) == (runtime == INT8)
     x, y = _test_faces(keras_clf, data, limit)
-    assert len(x) == (599 if task == "smile" else limit)
+    if data == GENKI and task == "expression":   # smile labels: no accuracy to read here
+        y = None
+    assert len(x) == (599 if data == GENKI else limit)
     pk, pf = keras_clf.predict(x), fast_clf.predict(x)
     lk = decide(pk, keras_clf.task, keras_clf.meta.threshold)
     lf = decide(pf, fast_clf.task, fast_clf.meta.threshold)
     assert int((lk != lf).sum()) <= 1, f"{int((lk != lf).sum())} of {len(x)} labels differ"
-    # float32 agrees to rounding; a bfloat16 read to a few hundredths, far from any decision
-    assert np.abs(pk - pf).max() < (1e-3 if fast_clf.precision == "f32" else NEAR_TIE / 2)
-    assert (lf == y).mean() > (0.9 if task == "smile" else 0.65)   # real faces, read correctly
+    # float32 agrees to rounding; a bfloat16 read to a few hundredths, an int8 one to under NEAR_TIE
+    assert np.abs(pk - pf).max() < {"f32": 1e-3, "bf16": NEAR_TIE / 2, INT8: NEAR_TIE}[fast_clf.precision]
+    if y is not None:
+        assert (lf == y).mean() > (0.9 if task == "smile" else 0.65)   # real faces, read correctly
 
 
-def test_near_ties_of_a_bfloat16_read_are_read_again_in_float32():
-    """On real FER-2013 test faces, every face whose bfloat16 read lies within NEAR_TIE of another
+@pytest.mark.parametrize("runtime", ["openvino", INT8])
+def test_near_ties_of_a_bfloat16_or_int8_read_are_read_again_in_float32(runtime):
+    """On real FER-2013 test faces, every face whose bfloat16 or int8 read lies within NEAR_TIE of another
     decision gets the float32 probabilities, whole-face and view-group calls alike; the others keep
-    the bfloat16 read. Where OpenVINO has no native bfloat16 it serves float32 with nothing to read again."""
+    the fast read. Where OpenVINO has no native bfloat16 it serves float32 with nothing to read again."""
     if not Path(FER).is_dir():
         pytest.skip(f"{FER} is absent (shared datasets live beside the repo)")
-    clf = Classifier(MODELS / "expression", warm_up=False, runtime="openvino")
+    clf = Classifier(MODELS / "expression", warm_up=False, runtime=runtime)
     exact = Classifier(MODELS / "expression", warm_up=False, runtime="onnx")
     x, _ = _test_faces(exact, FER, 400)
-    if not native_bfloat16():
+    if runtime == "openvino" and not native_bfloat16():
         assert clf.precision == "f32" and clf._exact is None
         np.testing.assert_allclose(clf.predict(x), exact.predict(x), atol=1e-5)
         return
-    assert clf.precision == "bf16"
+    assert clf.precision == ("bf16" if runtime == "openvino" else INT8)
+    assert Classifier(MODELS / "expression", warm_up=False, runtime=runtime, exact=True).precision == "f32"
     for group in (None, 2):
         fast = clf._probs(clf._fast, x, 256, group)   # the bfloat16 read alone
         near = decision_margin(fast, clf.task) < NEAR_TIE
@@ -117,7 +150,7 @@ def test_near_ties_of_a_bfloat16_read_are_read_again_in_float32():
         served, want = clf.predict(x, group=group), exact.predict(x, group=group)
         np.testing.assert_allclose(served[near], want[near], atol=1e-5)
         np.testing.assert_allclose(served[~near], fast[~near], atol=1e-6)
-        assert np.abs(served[~near] - want[~near]).max() > 1e-4   # bfloat16 there, not float32
+        assert np.abs(served[~near] - want[~near]).max() > 1e-4   # the fast read there, not float32
 
 
 def test_decision_margin_is_the_distance_to_another_decision():
@@ -183,7 +216,7 @@ def test_an_operator_chooses_the_runtime_with_grin_runtime(monkeypatch):
     assert Classifier(MODELS / "smile", warm_up=False).runtime == "onnx"
     assert Classifier(MODELS / "smile", warm_up=False, runtime="keras").runtime == "keras"   # an explicit choice wins
     monkeypatch.setenv("GRIN_RUNTIME", "tflite")
-    with pytest.raises(ModelError, match="GRIN_RUNTIME must be one of auto, keras, onnx, openvino, not 'tflite'"):
+    with pytest.raises(ModelError, match="GRIN_RUNTIME must be one of auto, keras, onnx, int8, openvino, not 'tflite'"):
         Classifier(MODELS / "smile", warm_up=False)
 
 

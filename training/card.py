@@ -212,8 +212,9 @@ def _served(model: dict) -> str:
     if not runtime:
         return ""
     name = RUNTIME_TITLES.get(runtime, runtime)
-    if model.get("precision") == "bf16":
-        return f", through {name} in bfloat16 (near ties re-read in float32: float32's labels)"
+    if model.get("precision") in ("bf16", "int8"):
+        precision = {"bf16": "bfloat16", "int8": "int8 (`model.int8.onnx`)"}[model["precision"]]
+        return f", through {name} in {precision} (near ties re-read in float32: float32's labels)"
     return f", through {name} in float32"
 
 
