@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from core.fileio import write_json_atomic
-from core.onnx_runtime import INPUT_NAME, INT8, INT8_FILE, INT8_META, ONNX_FILE, Views, sha256, stale_reason
+from core.onnx_runtime import (INPUT_NAME, INT8, INT8_FILE, INT8_META, ONNX_FILE, OnnxForward, Views, sha256,
+                               stale_reason)
 from core.portable import portable_command, portable_path
 from core.runtime import quiet_command
-
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,6 @@ def agreement(clf, int8_path: Path, x: np.ndarray, y: np.ndarray) -> dict:
     """Labels of the int8 copy against float32 on real faces: alone, and as served (near ties read again)."""
     from core.decision import decide, decision_margin
     from core.model import NEAR_TIE, apply_class_bias
-    from core.onnx_runtime import OnnxForward
 
     f32 = clf.predict(x)   # the float32 runtime (clf is made with exact=True)
     forward = OnnxForward(int8_path, clf._fast.views, precision=INT8)
