@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,14 @@ def _test_faces(clf: Classifier, data: Path, limit: int = 0) -> tuple[np.ndarray
     return fc.x[fc.readable], part.labels[fc.readable]
 
 
+@lru_cache(maxsize=None)
+def _keras_reading(task: str, data: Path, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Test faces, their labels and Keras's probabilities, read once for every runtime compared with them."""
+    keras_clf = Classifier(MODELS / task, warm_up=False, runtime="keras")
+    x, y = _test_faces(keras_clf, data, limit)
+    return x, y, keras_clf.predict(x)
+
+
 @pytest.mark.parametrize("task, data, limit, runtime", [
     ("smile", GENKI, 0, "onnx"), ("smile", GENKI, 0, "openvino"),
     ("expression", FER, 500, "onnx"), ("expression", FER, 500, "openvino"), ("expression", GENKI, 599, "int8")])
@@ -109,16 +118,15 @@ def test_runtime_labels_equal_keras_labels_on_real_test_faces(task, data, limit,
     copy's FER-2013 faces are read against float32 in the near-tie test below."""
     if not Path(data).is_dir():
         pytest.skip(f"{data} is absent (shared datasets live beside the repo)")
-    keras_clf = Classifier(MODELS / task, warm_up=False, runtime="keras")
     fast_clf = Classifier(MODELS / task, warm_up=False, runtime=runtime)
     assert fast_clf.runtime == ("onnx" if runtime == INT8 else runtime)
     assert (fast_clf.precision == INT8) == (runtime == INT8)
-    x, y = _test_faces(keras_clf, data, limit)
+    x, y, pk = _keras_reading(task, data, limit)
     if data == GENKI and task == "expression":   # smile labels: no accuracy to read here
         y = None
     assert len(x) == (599 if data == GENKI else limit)
-    pk, pf = keras_clf.predict(x), fast_clf.predict(x)
-    lk = decide(pk, keras_clf.task, keras_clf.meta.threshold)
+    pf = fast_clf.predict(x)
+    lk = decide(pk, fast_clf.task, fast_clf.meta.threshold)
     lf = decide(pf, fast_clf.task, fast_clf.meta.threshold)
     assert int((lk != lf).sum()) <= 1, f"{int((lk != lf).sum())} of {len(x)} labels differ"
     # float32 agrees to rounding; a bfloat16 read to a few hundredths, an int8 one to under NEAR_TIE
