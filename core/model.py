@@ -170,14 +170,15 @@ class Classifier:
         views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
         path = self.folder / ONNX_FILE
         bfloat16 = not exact and runtime not in ("onnx", "int8") and openvino_available() and native_bfloat16()
-        int8_reason = stale_reason(self.folder, source, INT8_FILE, INT8_META)
-        if runtime == "int8" and int8_reason:
-            raise ModelError(f"{self.folder}: cannot serve through {name}: {int8_reason}")
+        if runtime == "int8":
+            int8_reason = stale_reason(self.folder, source, INT8_FILE, INT8_META)
+            if int8_reason:
+                raise ModelError(f"{self.folder}: cannot serve through {name}: {int8_reason}")
         chosen = runtime
         if runtime == "auto":   # OpenVINO where it pays (bfloat16), then an int8 copy, then ONNX Runtime
             chosen = "openvino" if openvino_available() and (bfloat16 or not onnx_available()) else "onnx"
-            if chosen == "onnx" and not int8_reason:
-                chosen = "int8"
+            if chosen == "onnx" and not exact and not stale_reason(self.folder, source, INT8_FILE, INT8_META):
+                chosen = "int8"   # (model.keras is hashed again only where an int8 copy could serve)
         if chosen == "int8" and not exact:   # exact: the float32 export, for measurements
             return (OnnxForward(self.folder / INT8_FILE, views, precision=INT8),
                     OnnxForward(path, views))
