@@ -31,15 +31,14 @@ def test_faces(model: Path, data: Path, split: str = "test"):
     from core.model import Classifier
     from training.datasets import load_dataset
     from training.faces import extract_faces
-    from training.split import SplitConfig, assign_splits, test_mask
+    from training.split import split_indices
 
     meta = ModelMeta.load(model)
     task = meta.validate()
     if task.name != "smile":
         raise ModelError(f"{model} is a '{task.name}' model; this check is for smile models")
     ds = load_dataset(data, task)
-    s = meta.extra.get("split", {})
-    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), split))
+    idx = split_indices(ds, meta.extra.get("split"), split)
     part = replace(ds, samples=[ds.samples[i] for i in idx])
     clf = Classifier(model, exact=True)
     faces = extract_faces(part, clf.preprocess, "auto")

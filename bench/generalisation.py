@@ -137,11 +137,11 @@ def genki_collection(root: str, task: Task, split_cfg: dict | None, split: str =
     """GENKI-4K's seeded test (or validation) split; for an expression model its smiles are happy and the
     others neutral."""
     from training.datasets import load_dataset
-    from training.split import SplitConfig, assign_splits, test_mask
+    from training.split import split_indices
     from core.tasks import SMILE
 
     ds = load_dataset(root, SMILE)
-    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**(split_cfg or {}))), split))
+    idx = split_indices(ds, split_cfg, split)
     y = ds.labels[idx]
     if task.name != "smile":
         y = np.where(y == 1, task.class_index("happy"), task.class_index("neutral"))
@@ -155,12 +155,11 @@ def fer_collections(root: str, task: Task, split_cfg: dict | None = None, split:
     """FER-2013's official test faces: happy against all six others (smile), or PublicTest and PrivateTest;
     with `split="val"`, the validation part carved from its training faces by the model's split instead."""
     from training.datasets import load_dataset
-    from training.split import SplitConfig, assign_splits
+    from training.split import split_indices
 
     ds = load_dataset(root, task, fer_negatives=1.0 if task.name == "smile" else 0.0)
     if split == "val":
-        splits = assign_splits(ds, SplitConfig(**(split_cfg or {})))
-        test = [s for s, name in zip(ds.samples, splits) if name == "val"]
+        test = [ds.samples[i] for i in split_indices(ds, split_cfg, "val")]
     else:
         test = [s for s in ds.samples if s.split in ("test", "public_test", "private_test")]
     vs = "happy against all six other expressions"

@@ -104,7 +104,7 @@ class Classifier:
         """`crops=False` skips the model's extra test-time crops (flip averaging stays): faster, less accurate.
         `runtime`: "auto" serves a current model.onnx (same labels, faster on CPU) through OpenVINO in
         bfloat16 where the CPU computes it natively, else its current int8 copy (model.int8.onnx, made by
-        core.quantize) through ONNX Runtime where there is one, else model.onnx through ONNX Runtime, else
+        training.quantize) through ONNX Runtime where there is one, else model.onnx through ONNX Runtime, else
         Keras; "keras" always Keras; "onnx" (ONNX Runtime in float32), "int8" and "openvino" refuse to run
         without their runtime and a current export. A bfloat16 or int8 read that lies near another decision
         is read again in float32 (see `predict`).

@@ -12,7 +12,7 @@ import numpy as np
 
 ONNX_FILE = "model.onnx"
 ONNX_META = "model.onnx.json"   # {"source_sha256": sha256 of model.keras, "opset", "exporter", ...}
-INT8 = "int8"                   # the int8 copy (core.quantize): its file, sidecar and precision name
+INT8 = "int8"                   # the int8 copy (training.quantize): its file, sidecar and precision name
 INT8_FILE = "model.int8.onnx"
 INT8_META = "model.int8.onnx.json"
 INPUT_NAME = "x"                # float32 (N, size, size, channels), 0-255, as the Keras model takes
@@ -38,7 +38,7 @@ def stale_reason(folder: Path, source: Path, onnx_file: str = ONNX_FILE, meta_fi
     except (OSError, json.JSONDecodeError):
         return f"{meta_file} is unreadable"
     if recorded != sha256(source):
-        fix = "core.export" if onnx_file == ONNX_FILE else "core.export, then python -m core.quantize"
+        fix = "core.export" if onnx_file == ONNX_FILE else "core.export, then python -m training.quantize"
         return f"{onnx_file} was made from another {source.name} (run python -m {fix} {folder})"
     return ""
 
@@ -143,7 +143,7 @@ class ViewForward:
 
 class OnnxForward(ViewForward):
     """The views through ONNX Runtime: from the float32 export, the Keras model's probabilities to about
-    1e-6; from the int8 copy (precision "int8", core.quantize), to a few hundredths."""
+    1e-6; from the int8 copy (precision "int8", training.quantize), to a few hundredths."""
 
     runtime = "onnx"
 

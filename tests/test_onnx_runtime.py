@@ -36,7 +36,7 @@ def test_the_shipped_exports_are_of_the_shipped_models():
     folder = MODELS / "expression"
     assert stale_reason(folder, folder / "model.keras", INT8_FILE, INT8_META) == ""
     int8 = json.loads((folder / INT8_META).read_text())
-    assert int8["command"].startswith("python -m core.quantize models/expression --data <fer2013>")
+    assert int8["command"].startswith("python -m training.quantize models/expression --data <fer2013>")
     assert int8["agreement_on_test_faces"]["labels_differing_as_served"] == 0
     assert (folder / INT8_FILE).stat().st_size < (folder / ONNX_FILE).stat().st_size / 3   # int8 weights
 
@@ -59,7 +59,7 @@ def test_a_stale_int8_copy_is_not_used(tmp_path):
     served = Classifier(folder, warm_up=False)
     assert served.precision == ("bf16" if native_bfloat16() else "f32")
     with pytest.raises(ModelError, match="cannot serve through ONNX Runtime in int8: model.int8.onnx was made "
-                                         "from another model.keras .run python -m core.export, then python -m core.quantize"):
+                                         "from another model.keras .run python -m core.export, then python -m training.quantize"):
         Classifier(folder, warm_up=False, runtime="int8")
     (folder / INT8_FILE).unlink()
     for missing in (folder, MODELS / "smile"):   # the smile model has none: its two views are cheap
@@ -90,12 +90,11 @@ def _test_faces(clf: Classifier, data: Path, limit: int = 0) -> tuple[np.ndarray
     from core.detect import DetectorConfig
     from training.datasets import load_dataset
     from training.faces import extract_faces
-    from training.split import SplitConfig, assign_splits, test_mask
+    from training.split import split_indices
 
     other = data == GENKI and clf.task.name == "expression"
     ds = load_dataset(str(data), get_task("smile") if other else clf.task)
-    s = {} if other else clf.meta.extra.get("split", {})
-    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), "test"))
+    idx = split_indices(ds, None if other else clf.meta.extra.get("split"), "test")
     if limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
     part = replace(ds, samples=[ds.samples[i] for i in idx])

@@ -1,4 +1,4 @@
-"""core.quantize: the int8 copy of a model's ONNX export, calibrated on its own training faces, with the
+"""training.quantize: the int8 copy of a model's ONNX export, calibrated on its own training faces, with the
 input scaling folded into the first convolution; bad settings and stale exports refused with the reason."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from core.model import Classifier, ModelError
 from core.onnx_runtime import INT8, INT8_FILE, INT8_META, ONNX_FILE, ONNX_META, _session
-from core.quantize import QuantizeConfig, fold_input_scaling, main, quantize
+from training.quantize import QuantizeConfig, fold_input_scaling, main, quantize
 from tests.conftest import EXPRESSIONS, need
 from tiny_dataset import FER, make_mini_fer
 
@@ -51,7 +51,7 @@ def test_quantize_writes_an_int8_copy_served_with_float32_near_ties(tmp_path):
     folder = shutil.copytree(MODELS / "expression", tmp_path / "expression")
     for f in (INT8_FILE, INT8_META):
         (folder / f).unlink()
-    meta = quantize(folder, data, QuantizeConfig(faces=40, check=42, seed=1), command="python -m core.quantize")
+    meta = quantize(folder, data, QuantizeConfig(faces=40, check=42, seed=1), command="python -m training.quantize")
     assert 30 <= meta["calibration"]["faces"] <= 40 and meta["calibration"]["split"] == "train"   # validation carved out
     check = meta["agreement_on_test_faces"]
     assert check["faces"] == 42 and check["labels_differing_as_served"] == 0

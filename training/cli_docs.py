@@ -18,7 +18,7 @@ WIDTH = "100"   # argparse wraps help text to $COLUMNS: fixed, so the file is th
 COMMANDS: list[tuple[str, tuple[str, ...], str]] = [   # (module, subcommand, what it is for)
     ("core.predict", (), "label the faces in image files"),
     ("core.export", (), "export a model folder's model.keras to model.onnx, which the CPU runtimes serve"),
-    ("core.quantize", (), "an int8 copy of a model's ONNX export, for CPUs without bfloat16 units"),
+    ("training.quantize", (), "an int8 copy of a model's ONNX export, for CPUs without bfloat16 units"),
     ("training.train", (), "train a model (a run folder: config, status, metrics per epoch, model, evaluation)"),
     ("training.evaluate", (), "evaluate a model folder on a dataset's split"),
     ("bench", (), "time the whole pipeline on real frames"),

@@ -57,7 +57,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     from core.detect import DetectorConfig
     from training.datasets import is_fer2013, load_dataset
     from training.faces import extract_faces, framed_views
-    from training.split import SplitConfig, assign_splits, test_mask
+    from training.split import split_indices
 
     meta = ModelMeta.load(Path(model))
     task = meta.validate()
@@ -71,13 +71,10 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     ds = load_dataset(data, task, fer_negatives)   # model and dataset errors come before TensorFlow loads
     clf = Classifier(model, crops=crops, exact=True)
     if ds.name in ("folders",):
-        mask = np.ones(len(ds.samples), bool)
+        idx = np.arange(len(ds.samples))
         split = "all"
     else:
-        s = meta.extra.get("split", {})
-        splits = assign_splits(ds, SplitConfig(**s) if s else SplitConfig())
-        mask = test_mask(splits, split)
-    idx = np.flatnonzero(mask)
+        idx = split_indices(ds, meta.extra.get("split"), split)
     if limit and len(idx) > limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
     # faces only for the chosen samples: a --limit run reads and detects just those images

@@ -73,3 +73,10 @@ def test_mask(splits: np.ndarray, which: str) -> np.ndarray:
     if which == "test":
         return np.isin(splits, ["test", "public_test", "private_test"])
     return splits == which
+
+
+def split_indices(ds: Dataset, split_cfg: SplitConfig | dict | None, which: str) -> np.ndarray:
+    """Indices of a dataset's samples in a named split (see `test_mask`), split as `split_cfg` (a model's
+    recorded split, a SplitConfig, or None for the default) says."""
+    cfg = split_cfg if isinstance(split_cfg, SplitConfig) else SplitConfig(**(split_cfg or {}))
+    return np.flatnonzero(test_mask(assign_splits(ds, cfg), which))

@@ -1,5 +1,5 @@
 """An int8 copy of a folder's model.onnx for CPUs without bfloat16 units:
-`python -m core.quantize models/expression --data <fer2013>`. Rerun it after `python -m core.export`.
+`python -m training.quantize models/expression --data <fer2013>`. Rerun it after `python -m core.export`.
 
 ONNX Runtime's static quantisation (QDQ): int8 weights per output channel, uint8 activations whose ranges
 come from the model's own training faces, read with every test-time view. The weights keep 7 bits
@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.fileio import write_json_atomic
-from core.onnx_runtime import (INPUT_NAME, INT8, INT8_FILE, INT8_META, ONNX_FILE, OnnxForward, Views, sha256,
-                               stale_reason)
+from core.onnx_runtime import INPUT_NAME, INT8_FILE, INT8_META, ONNX_FILE, Views, sha256, stale_reason
 from core.portable import portable_command, portable_path
 from core.runtime import quiet_command
 
@@ -45,11 +44,10 @@ def split_faces(clf, data: str | Path, split: str, n: int, seed: int | None) -> 
     from core.detect import DetectorConfig
     from training.datasets import load_dataset
     from training.faces import extract_faces
-    from training.split import SplitConfig, assign_splits, test_mask
+    from training.split import split_indices
 
     ds = load_dataset(str(data), clf.task)
-    s = clf.meta.extra.get("split", {})
-    idx = np.flatnonzero(test_mask(assign_splits(ds, SplitConfig(**s) if s else SplitConfig()), split))
+    idx = split_indices(ds, clf.meta.extra.get("split"), split)
     if len(idx) == 0:
         raise ValueError(f"{data} has no {split} faces for the {clf.task.name} task")
     if seed is None:
@@ -126,21 +124,21 @@ def fold_input_scaling(path: Path) -> list[str]:
     return []
 
 
-def agreement(clf, int8_path: Path, x: np.ndarray, y: np.ndarray) -> dict:
-    """Labels of the int8 copy against float32 on real faces: alone, and as served (near ties read again)."""
-    from core.decision import decide, decision_margin
-    from core.model import NEAR_TIE, apply_class_bias
+def agreement(folder: Path, f32: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
+    """Labels of the folder's current int8 copy against the float32 probabilities `f32` of the faces `x`:
+    read alone, and as `Classifier` serves it (near ties read again in float32)."""
+    from core.decision import decide
+    from core.model import Classifier
 
-    f32 = clf.predict(x)   # the float32 runtime (clf is made with exact=True)
-    forward = OnnxForward(int8_path, clf._fast.views, precision=INT8)
-    fast = apply_class_bias(np.concatenate([forward(x[i:i + 256]) for i in range(0, len(x), 256)]), clf.meta.class_bias)
-    near = decision_margin(fast, clf.task, clf.meta.threshold) < NEAR_TIE
-    served = np.where(near[:, None], f32, fast)
-    lf, lq, ls = (decide(p, clf.task, clf.meta.threshold) for p in (f32, fast, served))
+    clf = Classifier(folder, warm_up=False, runtime="int8")
+    served = clf.predict(x)
+    alone = clf._probs(clf._fast, x, 256, None)
+    lf, lq, ls = (decide(p, clf.task, clf.meta.threshold) for p in (f32, alone, served))
     return {"faces": int(len(x)), "labels_differing_int8_alone": int((lf != lq).sum()),
-            "labels_differing_as_served": int((lf != ls).sum()), "near_tie_share": round(float(near.mean()), 4),
+            "labels_differing_as_served": int((lf != ls).sum()),
+            "near_tie_share": round(float(np.any(served != alone, axis=1).mean()), 4),
             "accuracy_float32": round(float((lf == y).mean()), 4), "accuracy_int8_alone": round(float((lq == y).mean()), 4),
-            "max_abs_prob_diff": round(float(np.abs(fast - f32).max()), 4)}
+            "max_abs_prob_diff": round(float(np.abs(alone - f32).max()), 4)}
 
 
 def quantize(folder: str | Path, data: str | Path, cfg: QuantizeConfig = QuantizeConfig(), command: str = "") -> dict:
@@ -166,18 +164,19 @@ def quantize(folder: str | Path, data: str | Path, cfg: QuantizeConfig = Quantiz
                       "MinMax ranges over every test-time view",
             "calibration": {"data": portable_path(data), "split": "train", "faces": int(len(x)), "seed": cfg.seed},
             "config": asdict(cfg), "command": command}
+    tmp.replace(folder / INT8_FILE)
+    write_json_atomic(folder / INT8_META, meta)   # the copy is current from here on
     if cfg.check:
         xc, yc = split_faces(clf, data, "test", cfg.check, None)
-        meta["agreement_on_test_faces"] = agreement(clf, tmp, xc, yc)
-    tmp.replace(folder / INT8_FILE)
-    write_json_atomic(folder / INT8_META, meta)
+        meta["agreement_on_test_faces"] = agreement(folder, clf.predict(xc), xc, yc)
+        write_json_atomic(folder / INT8_META, meta)
     return meta
 
 
 def main(argv=None) -> int:
     quiet_command(argv)
     d = QuantizeConfig()
-    p = argparse.ArgumentParser(prog="python -m core.quantize", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.quantize", description=__doc__.splitlines()[0])
     p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     p.add_argument("folder", help="model folder with a current model.onnx (python -m core.export)")
     p.add_argument("--data", required=True, help="the model's training dataset: its training faces calibrate, "
@@ -188,7 +187,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the calibration sample (default: %(default)s)")
     args = p.parse_args(argv)
     cfg = QuantizeConfig(faces=args.faces, check=args.check, seed=args.seed)
-    command = portable_command(["python", "-m", "core.quantize", args.folder, "--data", args.data,
+    command = portable_command(["python", "-m", "training.quantize", args.folder, "--data", args.data,
                                 "--faces", str(cfg.faces), "--check", str(cfg.check), "--seed", str(cfg.seed)])
     try:
         meta = quantize(args.folder, args.data, cfg, command)
