@@ -145,20 +145,21 @@ def test_near_ties_of_a_bfloat16_or_int8_read_are_read_again_in_float32(runtime)
     clf = Classifier(MODELS / "expression", warm_up=False, runtime=runtime)
     exact = Classifier(MODELS / "expression", warm_up=False, runtime="onnx")
     x, _ = _test_faces(exact, FER, 400)
-    if runtime == "openvino" and not native_bfloat16():
+    if runtime == "openvino" and not native_bfloat16():   # (its labels on 500 faces: the test above)
         assert clf.precision == "f32" and clf._exact is None
-        np.testing.assert_allclose(clf.predict(x), exact.predict(x), atol=1e-5)
+        np.testing.assert_allclose(clf.predict(x[:40]), exact.predict(x[:40]), atol=1e-5)
         return
     assert clf.precision == ("bf16" if runtime == "openvino" else INT8)
     assert Classifier(MODELS / "expression", warm_up=False, runtime=runtime, exact=True).precision == "f32"
     for group in (None, 2):
-        fast = clf._probs(clf._fast, x, 256, group)   # the bfloat16 read alone
+        fast = clf._probs(clf._fast, x, 256, group)   # the bfloat16 or int8 read alone
         near = decision_margin(fast, clf.task) < NEAR_TIE
         assert 0 < near.sum() < len(x) / 2   # some faces of FER-2013 are near ties, most are not
-        served, want = clf.predict(x, group=group), exact.predict(x, group=group)
-        np.testing.assert_allclose(served[near], want[near], atol=1e-5)
+        served = clf.predict(x, group=group)
+        np.testing.assert_allclose(served[near], exact.predict(x[near], group=group), atol=1e-5)
         np.testing.assert_allclose(served[~near], fast[~near], atol=1e-6)
-        assert np.abs(served[~near] - want[~near]).max() > 1e-4   # the fast read there, not float32
+        far = np.flatnonzero(~near)[:40]   # the fast read there, not float32
+        assert np.abs(served[far] - exact.predict(x[far], group=group)).max() > 1e-4
 
 
 def test_decision_margin_is_the_distance_to_another_decision():
