@@ -3,7 +3,6 @@ check on small collections the tests make from the real datasets, and the ship-r
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -12,7 +12,7 @@ from tiny_dataset import make_class_folders
 from training import launcher
 from training.config import Augment, ConfigError, TrainConfig
 from training.runs import Run
-from training.train import parse_args
+from training.train_args import parse_args
 
 pytestmark = pytest.mark.slow
 

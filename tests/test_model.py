@@ -12,7 +12,7 @@ import pytest
 
 from core.model import CORNER_CROPS, META_FILE, MODEL_FILE, Classifier, ModelError, ModelMeta
 from core.tasks import get_task
-from tiny_dataset import FER, GENKI
+from tiny_dataset import GENKI
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"

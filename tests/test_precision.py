@@ -5,7 +5,7 @@ import keras
 import pytest
 
 from core.runtime import cpu_flags, cpu_model, gpu_count
-from training.train import auto_precision, set_precision
+from training.precision import auto_precision, set_precision
 
 X86_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n"
 X86_AMX = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"

@@ -11,7 +11,7 @@ import pytest
 from bench.synthetic import default_genki, face_photos, paste, texture
 from core.detect import LIVE_DETECTOR, FaceDetector
 from core.pipeline import Pipeline
-from core.tracking import FaceFollower, TrackingConfig, iou
+from core.tracking import FaceFollower, iou
 
 N = 6   # full_every in these tests
 

@@ -11,7 +11,8 @@ import pytest
 from tiny_dataset import make_class_folders
 from training.config import TrainConfig
 from training.swa import WeightAverage, recalibrate_batch_norm
-from training.train import lr_at, main
+from training.optimizer import lr_at
+from training.train import main
 
 
 def test_the_average_is_the_mean_and_survives_a_reload(tmp_path):

@@ -207,7 +207,7 @@ def test_every_training_option_is_documented_with_its_choices():
     from training.architectures import ARCHITECTURES
     from training.baselines import BASELINES
     from training.config import CLASS_WEIGHTS, OPTIMIZERS, PRECISIONS, SCHEDULES
-    from training.train import build_parser
+    from training.train_args import build_parser
 
     parser = build_parser()
     bare = [a.option_strings[0] for a in parser._actions if a.option_strings and not (a.help or "").strip()]
@@ -414,7 +414,7 @@ def test_a_model_of_another_task_starts_a_run(faces, tmp_path):
     import keras
 
     from training.architectures import build_model
-    from training.train import load_init_weights
+    from training.lineage import load_init_weights
 
     source = REPO / "models" / "expression"
     out = tmp_path / "transfer"

@@ -59,8 +59,8 @@ def _use(meta: ModelMeta, task: Task, folder: Path) -> list[str]:
     pp = meta.preprocess
     return ["## Intended use", "", text["intended"], "", "## Out-of-scope use", "", text["out_of_scope"], "",
             "## How to use", "",
-            f"- **The app**: `streamlit run app.py`, then the Webcam or Upload page, with this model chosen in the "
-            f"sidebar (a pulled model: `python -m training.hub pull OWNER/NAME` first).",
+            "- **The app**: `streamlit run app.py`, then the Webcam or Upload page, with this model chosen in the "
+            "sidebar (a pulled model: `python -m training.hub pull OWNER/NAME` first).",
             f"- **Command line**: `python -m core.predict photo.jpg --model models/{folder.name}` prints each face's "
             "box, label and probabilities (`--json` for JSON).",
             "- **Python**, in the Grin repository:", "",

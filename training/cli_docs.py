@@ -8,7 +8,6 @@ import importlib
 import io
 import os
 import sys
-from pathlib import Path
 
 from core.registry import REPO
 from core.runtime import quiet

@@ -24,7 +24,8 @@ from core.model import CORNER_CROPS, MODEL_FILE, Classifier, ModelError, ModelMe
 from core.portable import portable_command, portable_path
 from core.runtime import quiet_command
 from training.config import ConfigError
-from training.train import save_model_atomic, tune_threshold
+from training.epoch_log import save_model_atomic
+from training.train import tune_threshold
 
 CROP_SETS = {"none": [], "corners": CORNER_CROPS}
 AVERAGES = ("probabilities", "weights")
