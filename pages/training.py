@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from core.model import ModelError
 from core.preprocess import EQUALIZE, MAX_INPUT
 from core.registry import default_model, list_models, runs_root, set_default_model
-from core.tasks import TASKS, get_task
+from core.tasks import get_task
 from training import launcher
 from training.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, Augment, ConfigError, TrainConfig
 from training.runs import Run
@@ -232,8 +232,8 @@ sel = sidebar()
 st.title("Training")
 if "train.flash" in st.session_state:
     st.success(st.session_state.pop("train.flash"), icon=":material/check_circle:")
-task = st.radio("Task", list(TASKS), index=list(TASKS).index(sel.task.name), horizontal=True,
-                format_func=lambda n: TASKS[n].title, key="train.task")
+task = sel.task.name   # one task control for every page: the sidebar's
+st.caption(f"New runs train a {sel.task.title.lower()} model: the task chosen in the sidebar.")
 runs = launcher.runs()
 with st.expander("New run", expanded=not runs or "train.run" not in st.session_state,
                  icon=":material/tune:"):
