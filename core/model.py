@@ -218,14 +218,15 @@ class Classifier:
         return 1 + len(self.crops)
 
     def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None,
-                threshold: float | None = None) -> np.ndarray:
+                threshold: float | None = None, reread_near_ties: bool = True) -> np.ndarray:
         """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels). `group` k: only the
         k-th view group (k modulo n_groups), a fraction of the cost; a stream averages them over frames.
-        `threshold`: the decision threshold the caller will apply (binary tasks; None: the model's)."""
+        `threshold`: the decision threshold the caller will apply (binary tasks; None: the model's).
+        `reread_near_ties=False`: a bfloat16 or int8 read alone, to measure what the re-read saves."""
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
         probs = self._probs(self._fast, faces, batch_size, group)
-        if self._exact is not None:   # bfloat16 or int8: near ties read again in float32, so the labels are Keras's
+        if self._exact is not None and reread_near_ties:   # near ties read again in float32: Keras's labels
             cut = self.meta.threshold if threshold is None else threshold
             near = np.flatnonzero(decision_margin(probs, self.task, cut) < NEAR_TIE)
             if len(near):

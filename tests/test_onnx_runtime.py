@@ -152,7 +152,7 @@ def test_near_ties_of_a_bfloat16_or_int8_read_are_read_again_in_float32(runtime)
     assert clf.precision == ("bf16" if runtime == "openvino" else INT8)
     assert Classifier(MODELS / "expression", warm_up=False, runtime=runtime, exact=True).precision == "f32"
     for group in (None, 2):
-        fast = clf._probs(clf._fast, x, 256, group)   # the bfloat16 or int8 read alone
+        fast = clf.predict(x, group=group, reread_near_ties=False)
         near = decision_margin(fast, clf.task) < NEAR_TIE
         assert 0 < near.sum() < len(x) / 2   # some faces of FER-2013 are near ties, most are not
         served = clf.predict(x, group=group)
@@ -257,7 +257,7 @@ def test_a_callers_threshold_moves_the_near_ties_and_exact_reads_float32():
     np.testing.assert_allclose(want, Classifier(MODELS / "smile", warm_up=False, runtime="keras").predict(x), atol=1e-5)
     if served.precision != "bf16":
         pytest.skip("OpenVINO has no native bfloat16 on this CPU: nothing is read in bfloat16")
-    fast = served._probs(served._fast, x, 256, None)
+    fast = served.predict(x, reread_near_ties=False)
     for cut in (served.meta.threshold, 0.7):
         near = decision_margin(fast, served.task, cut) < NEAR_TIE
         got = served.predict(x, threshold=cut)

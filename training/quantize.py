@@ -132,7 +132,7 @@ def agreement(folder: Path, f32: np.ndarray, x: np.ndarray, y: np.ndarray) -> di
 
     clf = Classifier(folder, warm_up=False, runtime="int8")
     served = clf.predict(x)
-    alone = clf._probs(clf._fast, x, 256, None)
+    alone = clf.predict(x, reread_near_ties=False)
     lf, lq, ls = (decide(p, clf.task, clf.meta.threshold) for p in (f32, alone, served))
     return {"faces": int(len(x)), "labels_differing_int8_alone": int((lf != lq).sum()),
             "labels_differing_as_served": int((lf != ls).sum()),
