@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from core.decision import decision_margin
+from core.onnx_runtime import (INT8, INT8_FILE, INT8_META, ONNX_FILE, OnnxForward, Views, onnx_available,
+                               stale_reason)
 from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT, PreprocessConfig
 from core.runtime import tensorflow
 from core.tasks import Task, get_task
@@ -143,6 +145,7 @@ class Classifier:
         self._forward = tf.function(self._forward_impl, input_signature=[spec])
         raw = tf.TensorSpec((None, *self.preprocess.input_shape), tf.float32)
         self._network = tf.function(lambda x: tf.cast(self.model(x, training=False), tf.float32), input_signature=[raw])
+        self.views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
         self._fast, self._exact = self._runtime_forward(path, runtime, exact)
         self.runtime = self._fast.runtime if self._fast else "keras"
         self.precision = self._fast.precision if self._fast else "f32"   # what the network computes in
@@ -153,8 +156,6 @@ class Classifier:
     def _runtime_forward(self, source: Path, runtime: str, exact: bool):
         """The fast path for this folder and, where it reads in bfloat16 or int8, the float32 path that
         reads its near ties again; (None, None) when Keras serves it."""
-        from core.onnx_runtime import (INT8, INT8_FILE, INT8_META, ONNX_FILE, OnnxForward, Views, onnx_available,
-                                       stale_reason)
         from core.openvino_runtime import BFLOAT16, FLOAT32, OpenVinoForward, native_bfloat16, openvino_available
 
         if runtime == "keras":
@@ -167,7 +168,7 @@ class Classifier:
             if runtime != "auto":
                 raise ModelError(f"{self.folder}: cannot serve through {name}: {reason}")
             return None, None
-        views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
+        views = self.views
         path = self.folder / ONNX_FILE
         bfloat16 = not exact and runtime not in ("onnx", "int8") and openvino_available() and native_bfloat16()
         if runtime == "int8":
@@ -243,11 +244,8 @@ class Classifier:
         return apply_class_bias(np.concatenate(out), self.meta.class_bias)
 
     def _group_forward(self, faces: np.ndarray, group: int) -> np.ndarray:
-        from core.onnx_runtime import Views
-
-        views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
-        probs = self._network(views(faces, group)).numpy()
-        return probs.reshape(views.group_count(group), len(faces), -1).mean(axis=0)
+        probs = self._network(self.views(faces, group)).numpy()
+        return probs.reshape(self.views.group_count(group), len(faces), -1).mean(axis=0)
 
     @property
     def n_params(self) -> int:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,21 @@ INT8_META = "model.int8.onnx.json"
 INPUT_NAME = "x"                # float32 (N, size, size, channels), 0-255, as the Keras model takes
 
 
+# how to make each file again when it stands for another model.keras ({folder}: the model folder)
+REMAKE = {ONNX_FILE: "python -m core.export {folder}",
+          INT8_FILE: "python -m core.export {folder}, then python -m training.quantize {folder} --data <its "
+                     "training dataset>"}
+
+
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
+    """Hex SHA-256 of a file; a file unchanged since it was last hashed (same size and modification time)
+    is not read again (a model.keras is checked against each export that could serve it)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -38,8 +52,7 @@ def stale_reason(folder: Path, source: Path, onnx_file: str = ONNX_FILE, meta_fi
     except (OSError, json.JSONDecodeError):
         return f"{meta_file} is unreadable"
     if recorded != sha256(source):
-        fix = "core.export" if onnx_file == ONNX_FILE else "core.export, then python -m training.quantize"
-        return f"{onnx_file} was made from another {source.name} (run python -m {fix} {folder})"
+        return f"{onnx_file} was made from another {source.name} (run {REMAKE[onnx_file].format(folder=folder)})"
     return ""
 
 

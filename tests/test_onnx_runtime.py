@@ -15,7 +15,7 @@ import pytest
 
 from core.decision import decision_margin
 from core.model import NEAR_TIE, Classifier, ModelError
-from core.onnx_runtime import INT8, INT8_FILE, INT8_META, ONNX_FILE, ONNX_META, Views, stale_reason
+from core.onnx_runtime import INT8, INT8_FILE, INT8_META, ONNX_FILE, ONNX_META, stale_reason
 from core.openvino_runtime import native_bfloat16
 from core.pipeline import decide
 from core.tasks import get_task
@@ -51,6 +51,16 @@ def test_a_stale_export_is_not_used(tmp_path):
         Classifier(folder, warm_up=False, runtime="onnx")
 
 
+def test_a_model_keras_replaced_after_a_check_is_hashed_again(tmp_path):
+    """The hash of model.keras is kept between checks only while the file is unchanged: a model.keras
+    replaced in place (a new training run's, say) makes both exports stale at once."""
+    folder = shutil.copytree(MODELS / "expression", tmp_path / "expression")
+    assert stale_reason(folder, folder / "model.keras") == ""
+    shutil.copy(MODELS / "smile" / "model.keras", folder / "model.keras")
+    for files in ((ONNX_FILE, ONNX_META), (INT8_FILE, INT8_META)):
+        assert "was made from another model.keras" in stale_reason(folder, folder / "model.keras", *files)
+
+
 def test_a_stale_int8_copy_is_not_used(tmp_path):
     """An int8 copy made from another model.keras: "auto" serves the float32 export, "int8" says why not."""
     folder = shutil.copytree(MODELS / "expression", tmp_path / "expression")
@@ -59,7 +69,7 @@ def test_a_stale_int8_copy_is_not_used(tmp_path):
     served = Classifier(folder, warm_up=False)
     assert served.precision == ("bf16" if native_bfloat16() else "f32")
     with pytest.raises(ModelError, match="cannot serve through ONNX Runtime in int8: model.int8.onnx was made "
-                                         "from another model.keras .run python -m core.export, then python -m training.quantize"):
+                                         "from another model.keras .run python -m core.export .*, then python -m training.quantize .* --data"):
         Classifier(folder, warm_up=False, runtime="int8")
     (folder / INT8_FILE).unlink()
     for missing in (folder, MODELS / "smile"):   # the smile model has none: its two views are cheap
@@ -75,7 +85,8 @@ def test_views_are_tensorflows_crops_and_mirrors(expression_classifier):
     clf = expression_classifier
     size = clf.preprocess.input_size
     faces = np.random.default_rng(3).integers(0, 256, (3, size, size, 1)).astype(np.uint8)
-    views = Views(size, tuple(tuple(b) for b in clf.crops), True)(faces)
+    assert clf.meta.tta_flip
+    views = clf.views(faces)
     x = tf.constant(faces, tf.float32)
     want = [x] + [tf.image.crop_and_resize(x, tf.constant([b] * 3, tf.float32), tf.range(3), (size, size))
                   for b in clf.crops]
@@ -186,8 +197,8 @@ def test_large_calls_run_on_every_core_with_the_same_probabilities():
         size = clf.preprocess.input_size
         faces = np.stack([cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (size, size))[:, :, None]
                           for p in photos])
-        forward = OnnxForward(MODELS / task / ONNX_FILE, clf._fast.views, threads=2)
-        assert forward.parallel is not forward.single and clf._fast.views.count == views_per_face
+        forward = OnnxForward(MODELS / task / ONNX_FILE, clf.views, threads=2)
+        assert forward.parallel is not forward.single and clf.views.count == views_per_face
         assert (views_per_face >= PARALLEL_VIEWS) == (task == "expression")
         x = forward.views(faces)
         one = forward.single.run(None, {"x": x})[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.fileio import write_json_atomic
-from core.onnx_runtime import INPUT_NAME, INT8_FILE, INT8_META, ONNX_FILE, Views, sha256, stale_reason
+from core.onnx_runtime import INPUT_NAME, INT8_FILE, INT8_META, ONNX_FILE, sha256, stale_reason
 from core.portable import portable_command, portable_path
 from core.runtime import quiet_command
 
@@ -153,9 +153,8 @@ def quantize(folder: str | Path, data: str | Path, cfg: QuantizeConfig = Quantiz
     if reason:
         raise ValueError(f"{folder}: {reason}; quantisation starts from a current float32 export")
     clf = Classifier(folder, warm_up=False, runtime="onnx", exact=True)
-    views: Views = clf._fast.views
     x, _ = split_faces(clf, data, "train", cfg.faces, cfg.seed)
-    calibration = [views(x[i:i + cfg.batch]) for i in range(0, len(x), cfg.batch)]
+    calibration = [clf.views(x[i:i + cfg.batch]) for i in range(0, len(x), cfg.batch)]
     tmp = folder / (INT8_FILE + ".tmp")
     calibrate_and_write(folder / ONNX_FILE, tmp, calibration)
     meta = {"source": MODEL_FILE, "source_sha256": sha256(folder / MODEL_FILE), "float32_onnx_sha256": sha256(folder / ONNX_FILE),
