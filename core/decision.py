@@ -23,3 +23,36 @@ def decision_margin(probs: np.ndarray, task: Task, threshold: float = 0.5) -> np
         return np.abs(probs[:, task.class_names.index(task.positive_class)] - threshold)
     top2 = np.sort(probs, axis=1)[:, -2:]
     return top2[:, 1] - top2[:, 0]
+
+
+def with_offset(model_bias: list[float] | None, n_classes: int, index: int,
+                value: float) -> tuple[float, ...] | None:
+    """A model's log-probability offsets (metadata `class_bias`; none: zeros) with class `index`'s set to
+    `value`; None when that is the model's own, so callers keep using the model as it is."""
+    bias = [float(b) for b in model_bias] if model_bias else [0.0] * n_classes
+    if round(bias[index], 2) == round(float(value), 2):
+        return None
+    bias[index] = round(float(value), 4)
+    return tuple(bias)
+
+
+def offsets_from_specs(specs: list[str], task: Task, model_bias: list[float] | None) -> tuple[float, ...] | None:
+    """The offsets that `CLASS=VALUE` settings ask for (`--offset neutral=0.4`), the model's own for the
+    other classes; None when nothing is asked. ValueError with the reason for a bad setting."""
+    if not specs:
+        return None
+    if task.is_binary:
+        raise ValueError(f"class offsets apply to tasks that pick the likeliest class; '{task.name}' uses a threshold")
+    bias = [float(b) for b in model_bias] if model_bias else [0.0] * task.n_classes
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        if name not in task.class_names:
+            raise ValueError(f"offset '{spec}': the classes are {', '.join(task.class_names)} (CLASS=VALUE)")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"offset '{spec}': '{value}' is not a number (CLASS=VALUE)") from None
+        if not -5.0 <= v <= 5.0:
+            raise ValueError(f"offset '{spec}': keep it between -5 and 5 (it is added to a log-probability)")
+        bias[task.class_names.index(name)] = v
+    return tuple(bias)

@@ -219,29 +219,42 @@ class Classifier:
         return 1 + len(self.crops)
 
     def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None,
-                threshold: float | None = None, reread_near_ties: bool = True) -> np.ndarray:
+                threshold: float | None = None, reread_near_ties: bool = True,
+                class_bias: list[float] | tuple[float, ...] | None = None) -> np.ndarray:
         """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels). `group` k: only the
         k-th view group (k modulo n_groups), a fraction of the cost; a stream averages them over frames.
         `threshold`: the decision threshold the caller will apply (binary tasks; None: the model's).
+        `class_bias`: offsets added to the log-probabilities instead of the model's own (see `class_bias`).
         `reread_near_ties=False`: a bfloat16 or int8 read alone, to measure what the re-read saves."""
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
-        probs = self._probs(self._fast, faces, batch_size, group)
+        bias = self.class_bias(class_bias)
+        probs = self._probs(self._fast, faces, batch_size, group, bias)
         if self._exact is not None and reread_near_ties:   # near ties read again in float32: Keras's labels
             cut = self.meta.threshold if threshold is None else threshold
             near = np.flatnonzero(decision_margin(probs, self.task, cut) < NEAR_TIE)
             if len(near):
-                probs[near] = self._probs(self._exact, faces[near], batch_size, group)
+                probs[near] = self._probs(self._exact, faces[near], batch_size, group, bias)
         return probs
 
-    def _probs(self, fast, faces: np.ndarray, batch_size: int, group: int | None) -> np.ndarray:
-        """Probabilities through `fast` (a runtime's forward), else Keras, with the class bias applied."""
+    def class_bias(self, override: list[float] | tuple[float, ...] | None = None) -> list[float]:
+        """The offsets a prediction adds to the log-probabilities: `override`, else the model's own
+        (metadata `class_bias`; none: [])."""
+        if override is None:
+            return list(self.meta.class_bias or [])
+        if len(override) != self.task.n_classes or not np.all(np.isfinite(override)):
+            raise ModelError(f"class offsets must be {self.task.n_classes} finite numbers, not {list(override)}")
+        return [float(b) for b in override]
+
+    def _probs(self, fast, faces: np.ndarray, batch_size: int, group: int | None,
+               bias: list[float]) -> np.ndarray:
+        """Probabilities through `fast` (a runtime's forward), else Keras, with `bias` applied."""
         if group is not None and self.n_groups > 1:
             run = (lambda x: fast(x, group)) if fast else (lambda x: self._group_forward(x, group))
         else:
             run = fast or (lambda x: self._forward(x).numpy())
         out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
-        return apply_class_bias(np.concatenate(out), self.meta.class_bias)
+        return apply_class_bias(np.concatenate(out), bias)
 
     def _group_forward(self, faces: np.ndarray, group: int) -> np.ndarray:
         probs = self._network(self.views(faces, group)).numpy()

@@ -54,6 +54,7 @@ class Pipeline:
     classifier: Classifier
     detector: FaceDetector = field(default_factory=FaceDetector)
     threshold: float | None = None   # None: the model's own threshold
+    class_bias: tuple[float, ...] | None = None   # offsets on the log-probabilities; None: the model's own
     last_timing: Timing = field(default_factory=Timing)
 
     @property
@@ -65,7 +66,7 @@ class Pipeline:
         t0 = time.perf_counter()
         crops = crop_faces(image, boxes, self.classifier.preprocess)
         threshold = self.classifier.meta.threshold if self.threshold is None else self.threshold
-        probs = self.classifier.predict(crops, group=group, threshold=threshold)
+        probs = self.classifier.predict(crops, group=group, threshold=threshold, class_bias=self.class_bias)
         idx = decide(probs, self.task, threshold)
         self.last_timing.classify_ms = (time.perf_counter() - t0) * 1000
         return [Face(tuple(int(v) for v in b), p, int(i), self.task) for b, p, i in zip(boxes, probs, idx)]

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.decision import offsets_from_specs
 from core.detect import FaceDetector
 from core.imageio import ImageError, encode_png, load_image
 from core.model import Classifier, ModelError, ModelMeta
@@ -117,6 +118,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--threshold", type=float, help="smile probability above which a face smiles "
                    "(binary tasks; default: the model's own)")
+    p.add_argument("--offset", action="append", default=[], metavar="CLASS=VALUE",
+                   help="set a class's offset on the log-probabilities (tasks that pick the likeliest class; "
+                        "repeatable; e.g. neutral=0.4 reads more calm faces as neutral; default: the model's own)")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops (faster)")
     p.add_argument("--annotate", metavar="OUTDIR", help="also write each image with boxes and labels here")
     p.add_argument("--explain", metavar="OUTDIR", help="write each face's crop and heat map (what the label rests on) "
@@ -132,7 +136,8 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
     """The pipeline the options ask for; ModelError with the reason otherwise (checked before
     TensorFlow loads, so mistakes are reported at once)."""
     folder = Path(args.model) if args.model else models_root() / (args.task or "smile")
-    task = ModelMeta.load(folder).validate()
+    meta = ModelMeta.load(folder)
+    task = meta.validate()
     if args.task and task.name != args.task:
         raise ModelError(f"{folder} is a '{task.name}' model, not a '{args.task}' model")
     if args.threshold is not None:
@@ -140,7 +145,11 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
             raise ModelError(f"--threshold applies to binary tasks; '{task.name}' picks the likeliest class")
         if not 0.0 <= args.threshold <= 1.0:
             raise ModelError(f"--threshold must be between 0 and 1, not {args.threshold}")
-    return Pipeline(Classifier(folder, warm_up=False, crops=not args.no_crops), FaceDetector(), args.threshold)
+    try:
+        bias = offsets_from_specs(args.offset, task, meta.class_bias)
+    except ValueError as exc:
+        raise ModelError(f"--offset: {exc}") from None
+    return Pipeline(Classifier(folder, warm_up=False, crops=not args.no_crops), FaceDetector(), args.threshold, bias)
 
 
 def _explainer(pipeline: Pipeline, args: argparse.Namespace) -> tuple | None:
@@ -190,6 +199,7 @@ def main(argv=None) -> int:
         clf = pipeline.classifier
         print(json.dumps({"model": str(clf.folder), "task": clf.task.name,
                           "threshold": args.threshold if args.threshold is not None else clf.meta.threshold,
+                          "class_bias": clf.class_bias(pipeline.class_bias),
                           "images": [r.as_dict() for r in results]}, indent=2))
     return 1 if any(r.error for r in results) else 0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from core.decision import with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
 from core.model import Classifier, ModelError
@@ -30,15 +31,19 @@ def _leave_legacy_pages_mode() -> None:
 _leave_legacy_pages_mode()
 
 
+NEUTRAL = "neutral"                  # the class whose offset the sidebar offers (multi-class tasks)
+
+
 @dataclass(frozen=True)
 class Selection:
-    """What the sidebar picked: a task, one of its models (None if it has none), a decision threshold and
-    whether the model's extra test-time crops are used."""
+    """What the sidebar picked: a task, one of its models (None if it has none), its decision rule (a
+    threshold, or offsets on the classes' log-probabilities) and whether its extra test-time crops are used."""
 
     task: Task
     model_path: Path | None
     threshold: float | None          # binary tasks only; None: the model decides (argmax)
     crops: bool = True
+    class_bias: tuple[float, ...] | None = None   # None: the model's own offsets
 
     @property
     def model_key(self) -> tuple[str, float]:
@@ -96,6 +101,18 @@ def sidebar() -> Selection:
                                   on_change=_keep, args=(key,),
                                   help=f"A face is '{task.positive_class}' when its probability reaches this. "
                                        f"The model's own choice is {meta.threshold:.2f}.")
+        class_bias = None
+        if not task.is_binary and NEUTRAL in task.class_names:
+            n = task.class_names.index(NEUTRAL)
+            own = round(float(meta.class_bias[n]), 2) if meta.class_bias else 0.0
+            key = f"neutral.{path}"
+            value = st.slider("Neutral offset", -1.0, 1.5, step=0.1, key=remember(key, own), on_change=_keep,
+                              args=(key,), format="%+.1f",
+                              help=f"Added to the neutral class's log-probability before the label is chosen; "
+                                   f"the model's own is {own:+.2f}. Raise it if a calm face reads sad, angry or "
+                                   "afraid: more calm faces read neutral, for some accuracy on expressive ones "
+                                   "(the model card gives the figures).")
+            class_bias = with_offset(meta.class_bias, task.n_classes, n, round(value, 2))
         crops = True
         if meta.tta_crops:
             key = f"crops.{path}"
@@ -108,7 +125,7 @@ def sidebar() -> Selection:
         if meta.arch or meta.metrics:
             acc = meta.metrics.get("test_accuracy")
             st.caption(f"{meta.arch or 'model'}" + (f" · test accuracy {acc:.2%}" if acc is not None else ""))
-    return Selection(task, Path(path), threshold, crops)
+    return Selection(task, Path(path), threshold, crops, class_bias)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
@@ -126,8 +143,8 @@ def get_detector(config: DetectorConfig = DetectorConfig()) -> FaceDetector:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _pipeline(path: str, mtime: float, threshold: float | None, detector: DetectorConfig,
-              crops: bool = True) -> Pipeline:
-    return Pipeline(load_classifier(path, mtime, crops), get_detector(detector), threshold)
+              crops: bool = True, class_bias: tuple[float, ...] | None = None) -> Pipeline:
+    return Pipeline(load_classifier(path, mtime, crops), get_detector(detector), threshold, class_bias)
 
 
 def get_pipeline(selection: Selection, detector: DetectorConfig = DetectorConfig()) -> Pipeline:
@@ -137,7 +154,7 @@ def get_pipeline(selection: Selection, detector: DetectorConfig = DetectorConfig
                 "or pick another task in the sidebar.")
         st.stop()
     try:
-        return _pipeline(*selection.model_key, selection.threshold, detector, selection.crops)
+        return _pipeline(*selection.model_key, selection.threshold, detector, selection.crops, selection.class_bias)
     except ModelError as exc:
         show_error(f"The model cannot be used: {exc}")
         st.stop()

@@ -23,8 +23,8 @@ def load_view(root: str, task: str, split: tuple) -> explore.DatasetView:
 
 @st.cache_data(show_spinner="Running the model on the test split (once per model)…", max_entries=16)
 def model_mistakes(root: str, task: str, split: tuple, model: str, mtime: float,
-                   threshold: float | None) -> explore.Mistakes:
-    return explore.model_mistakes(load_view(root, task, split), model, threshold)
+                   threshold: float | None, class_bias: tuple | None = None) -> explore.Mistakes:
+    return explore.model_mistakes(load_view(root, task, split), model, threshold, class_bias)
 
 
 def image_grid(view: explore.DatasetView, rows: pd.DataFrame, captions: list[str], crops: bool,
@@ -38,8 +38,8 @@ def image_grid(view: explore.DatasetView, rows: pd.DataFrame, captions: list[str
 
 @st.cache_data(show_spinner="Finding what the model looked at…", max_entries=16)
 def mistake_heatmaps(root: str, task: str, split: tuple, model: str, mtime: float, threshold: float | None,
-                     method: str, n: int, _sel: Selection) -> list:
-    m = model_mistakes(root, task, split, model, mtime, threshold)
+                     class_bias: tuple | None, method: str, n: int, _sel: Selection) -> list:
+    m = model_mistakes(root, task, split, model, mtime, threshold, class_bias)
     explainer = get_explainer(_sel)
     return explore.mistake_heatmaps(load_view(root, task, split), explainer, m.rows.head(n), method) if explainer else None
 
@@ -137,7 +137,7 @@ def mistakes_section(view: explore.DatasetView, root: str, sel: Selection) -> No
     split = view.split
     try:
         m = model_mistakes(root, sel.task.name, (split.val_fraction, split.test_fraction, split.seed),
-                           str(sel.model_path), model_mtime(sel.model_path), sel.threshold)
+                           str(sel.model_path), model_mtime(sel.model_path), sel.threshold, sel.class_bias)
     except (ModelError, ValueError) as exc:
         show_error(f"The model cannot be evaluated here: {exc}")
         return
@@ -161,7 +161,7 @@ def mistakes_section(view: explore.DatasetView, root: str, sel: Selection) -> No
             if method in METHOD_TITLES:
                 key = (split.val_fraction, split.test_fraction, split.seed)
                 heat = mistake_heatmaps(root, sel.task.name, key, str(sel.model_path), model_mtime(sel.model_path),
-                                        sel.threshold, method, len(shown), sel)
+                                        sel.threshold, sel.class_bias, method, len(shown), sel)
             image_grid(view, shown, [f"{t} → {p} ({c:.0%})" for t, p, c in
                                      zip(shown["true"], shown["predicted"], shown["confidence"])], crops=True,
                        images=heat)

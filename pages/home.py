@@ -32,6 +32,7 @@ for task in TASKS.values():
     rows.append({"task": task.title, "classes": ", ".join(task.display_names), "models": len(found),
                  "best test accuracy": f"{best:.2%}" if best is not None else "—"})
 st.dataframe(rows, hide_index=True)
-st.caption("Pick the task, the model and the decision threshold in the sidebar; they apply to every page. "
+st.caption("Pick the task, the model and its decision rule (the smile threshold, the neutral offset) in the sidebar; "
+           "they apply to every page. "
            "Train your own models on the Training page. Pictures and video go only to the Grin server "
            "this page comes from, and are not stored.")

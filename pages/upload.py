@@ -33,8 +33,8 @@ def display_copy(image, faces: list[Face]):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def analyse_image(data: bytes, name: str, model_key: tuple, threshold: float | None, crops: bool,
-                  _pipeline) -> dict:
-    """Faces of one uploaded image (cached per file, model, threshold and views): the annotated picture
+                  class_bias: tuple | None, _pipeline) -> dict:
+    """Faces of one uploaded image (cached per file, model, decision rule and views): the annotated picture
     for display, one table row per face, or an error message."""
     try:
         image = load_image(data, name)
@@ -47,7 +47,7 @@ def analyse_image(data: bytes, name: str, model_key: tuple, threshold: float | N
 
 @st.cache_data(max_entries=32, show_spinner="Finding what each label rests on…")
 def explain_image(data: bytes, name: str, model_key: tuple, threshold: float | None, crops: bool,
-                  _explainer, _faces: list[Face]) -> dict:
+                  class_bias: tuple | None, _explainer, _faces: list[Face]) -> dict:
     """Heat maps of an uploaded image's faces (both methods) and the picture with them over the faces."""
     image = load_image(data, name)
     found = explain_faces(_explainer, image, [f.box for f in _faces], [f.index for f in _faces], METHODS)
@@ -62,10 +62,10 @@ def images_tab(files, selection: Selection) -> None:
     why = st.toggle("Why?", key="upload.why", help="Per face: the crop the model saw, where the evidence for its "
                     "label lies (heat maps) and the probability of every class.")
     results = [analyse_image(f.getvalue(), f.name, selection.model_key, selection.threshold,
-                             selection.crops, pipeline) for f in files]
+                             selection.crops, selection.class_bias, pipeline) for f in files]
     explainer = get_explainer(selection) if why else None
     explained = [explain_image(f.getvalue(), f.name, selection.model_key, selection.threshold, selection.crops,
-                               explainer, res["faces"]) if explainer and res.get("faces") else None
+                               selection.class_bias, explainer, res["faces"]) if explainer and res.get("faces") else None
                  for f, res in zip(files, results)]
     rows = [r for res in results for r in res["rows"]]
     if rows:
@@ -94,7 +94,7 @@ def video_tab(file, selection: Selection) -> None:
         st.caption(f"MP4, MOV, AVI, MKV or WebM; up to {LIMITS.max_seconds:.0f} s and "
                    f"{LIMITS.max_bytes // 2**20} MB.")
         return
-    key = (file.file_id, selection.model_key, selection.threshold, selection.crops)
+    key = (file.file_id, selection.model_key, selection.threshold, selection.crops, selection.class_bias)
     done = st.session_state.get("upload.video")
     if done is None or done["key"] != key:
         done = st.session_state["upload.video"] = run_video(file, key, get_pipeline(selection))

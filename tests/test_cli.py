@@ -98,9 +98,34 @@ def test_predict_with_and_without_test_time_crops(tmp_path):
     assert np.abs(probs("--model", str(ten)) - flip_only).max() > 1e-3
 
 
+@needs_media
+def test_predict_with_a_neutral_offset_reads_a_calm_face_neutral():
+    """The bundled model reads the posed sad photo as afraid; `--offset neutral=1.5` (the sidebar's
+    highest) reads it neutral, and the JSON says which offsets were applied."""
+    sad = MEDIA / "expressions" / "sad.jpg"
+
+    def face(*args):
+        proc = cli("core.predict", str(sad), "--task", "expression", "--json", *args)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        return out["class_bias"], out["images"][0]["faces"][0]
+
+    own_bias, own = face()
+    bias, moved = face("--offset", "neutral=1.5")
+    assert own["label"] != "neutral" and moved["label"] == "neutral"
+    assert bias[4] == 1.5 and bias[:4] + bias[5:] == own_bias[:4] + own_bias[5:]
+    assert moved["p_neutral"] > own["p_neutral"] + 0.1
+
+
 def test_predict_refuses_bad_options(bad_files):
     proc = cli("core.predict", str(bad_files["blank"]), "--task", "expression", "--threshold", "0.7")
     assert proc.returncode == 2 and "--threshold applies to binary tasks" in proc.stderr
+    for offset, said in (("calm=1", "the classes are angry"), ("neutral=x", "'x' is not a number"),
+                         ("neutral=9", "between -5 and 5")):
+        proc = cli("core.predict", str(bad_files["blank"]), "--task", "expression", "--offset", offset)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    proc = cli("core.predict", str(bad_files["blank"]), "--offset", "neutral=1")
+    assert proc.returncode == 2 and "'smile' uses a threshold" in proc.stderr
     proc = cli("core.predict", str(bad_files["blank"]), "--model", str(REPO / "models" / "expression"),
                "--task", "smile")
     assert proc.returncode == 2 and "is a 'expression' model, not a 'smile' model" in proc.stderr

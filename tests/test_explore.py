@@ -134,6 +134,22 @@ def test_model_mistakes_on_the_test_split(genki, tmp_path):
 
 
 @needs_fer
+def test_model_mistakes_under_other_class_offsets(tmp_path):
+    """The explorer's mistakes follow the sidebar's decision rule: offsets replace the model's own."""
+    model = REPO / "models" / "expression"
+    view = explore.load_view(make_mini_fer(tmp_path / "fer", per_class=4), "expression",
+                             explore.split_config_for(model))
+    own = explore.model_mistakes(view, model)
+    assert explore.model_mistakes(view, model, class_bias=tuple(ModelMeta.load(model).class_bias)).accuracy == own.accuracy
+    neutral = 4
+    up = explore.model_mistakes(view, model, class_bias=(0, 0, 0, 0, 5.0, 0, 0))
+    down = explore.model_mistakes(view, model, class_bias=(0, 0, 0, 0, -5.0, 0, 0))
+    assert up.confusion[:, neutral].sum() == up.n > 0                # every face read neutral
+    assert down.confusion[:, neutral].sum() == 0                     # none
+    assert own.confusion[:, neutral].sum() < up.n
+
+
+@needs_fer
 def test_fer_official_splits_without_detection(tmp_path):
     root = make_mini_fer(tmp_path / "fer", per_class=4)
     view = explore.load_view(root, "expression")

@@ -109,3 +109,77 @@ def test_the_command_writes_a_corrected_copy_with_a_portable_command_and_none_of
     assert (out / "model.keras").is_file() and (out / "model.onnx").is_file()
     assert [f for f in (REPO / "models" / "expression").iterdir() if f.name.startswith(prior.FIGURES)]
     assert not [f.name for f in out.iterdir() if f.name.startswith(prior.FIGURES)]   # the uncorrected model's
+
+
+def test_offsets_asked_by_name_keep_the_models_own_for_the_other_classes():
+    from core.decision import offsets_from_specs, with_offset
+    from core.tasks import get_task
+
+    task = get_task("expression")
+    own = [0.0, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0]
+    assert offsets_from_specs([], task, own) is None
+    assert offsets_from_specs(["neutral=0.4", "sad=-0.2"], task, own) == (0, 0, 0, 0, 0.4, -0.2, 0)
+    assert offsets_from_specs(["fear=1"], task, [])[2] == 1.0
+    for spec, said in (("calm=1", "the classes are angry"), ("neutral", "'' is not a number"),
+                       ("neutral=inf", "between -5 and 5"), ("neutral=nan", "between -5 and 5")):
+        with pytest.raises(ValueError, match=said):
+            offsets_from_specs([spec], task, own)
+    with pytest.raises(ValueError, match="'smile' uses a threshold"):
+        offsets_from_specs(["smile=1"], get_task("smile"), [])
+    assert with_offset(own, 7, 4, 0.1) is None                      # the model's own: no override
+    assert with_offset([], 7, 4, 0.0) is None
+    assert with_offset(own, 7, 4, 0.5) == (0, 0, 0, 0, 0.5, 0, 0)
+
+
+def test_an_offset_given_at_prediction_replaces_the_models_own_with_the_same_labels_as_float32(
+        expression_classifier, expressions_dir):
+    """Classifier.predict(class_bias=...) on the bundled model: the served read (int8 or bfloat16 where
+    available) gives float32's labels under each offset, since near ties are judged after the offsets."""
+    from core.detect import FaceDetector
+    from core.preprocess import crop_faces
+
+    clf, detector = expression_classifier, FaceDetector()
+    crops = []
+    for path in sorted(expressions_dir.glob("*.jpg")):
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        for picture in (image, image[:, ::-1], (image * 0.5).astype(np.uint8)):
+            crops.append(crop_faces(picture, detector.detect(picture, thorough=True)[:1], clf.preprocess)[0])
+    x = np.stack(crops)
+    exact = Classifier(REPO / "models" / "expression", warm_up=False, exact=True)
+    network = exact.predict(x, class_bias=[0.0] * 7)
+    labels = set()
+    for v in (-0.5, 0.1, 0.6, 1.5):
+        bias = [0.0, 0.0, 0.0, 0.0, v, 0.0, 0.0]
+        want = exact.predict(x, class_bias=bias)
+        np.testing.assert_allclose(want, apply_class_bias(network, bias), atol=1e-5)
+        served = clf.predict(x, class_bias=bias)
+        assert (served.argmax(1) == want.argmax(1)).all()
+        labels.add(tuple(want.argmax(1)))
+    assert len(labels) > 1                                   # the offsets moved some decisions
+    np.testing.assert_allclose(exact.predict(x), exact.predict(x, class_bias=exact.meta.class_bias), atol=1e-6)
+    with pytest.raises(ModelError, match="class offsets must be 7 finite numbers"):
+        clf.predict(x[:1], class_bias=[0.0, 1.0])
+
+
+def test_the_offset_curve_scores_every_offset_on_the_fitting_sets_and_their_hard_conditions(tmp_path, capsys):
+    """`python -m bench.offset_curve` on small copies of the real datasets and the bundled expression model."""
+    from bench import offset_curve
+    from tiny_dataset import FER, GENKI, make_mini_fer, make_mini_genki
+
+    need(FER), need(GENKI)
+    fer, genki = make_mini_fer(tmp_path / "fer", 6), make_mini_genki(tmp_path / "g", 12)
+    out = tmp_path / "curve.json"
+    assert offset_curve.main(["--fer", str(fer), "--genki", str(genki), "--lo", "-3", "--hi", "3", "--step", "1",
+                              "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["class"] == "neutral" and d["model_offset"] == 0.1
+    assert [r["offset"] for r in d["rows"]] == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    sets = ["fer2013-public-test", "fer2013-public-test/jpeg10", "genki4k-train-subset", "genki4k-train-subset/tight"]
+    assert list(d["sizes"]) == sets and all(n > 0 for n in d["sizes"].values())
+    for name in sets:
+        recall = [r[name]["recall"] for r in d["rows"]]
+        assert recall == sorted(recall)                   # more faces read neutral as its offset rises
+        assert name.startswith("genki") or recall[-1] > recall[0]
+    assert "* the model's own offset" in capsys.readouterr().out
+    assert offset_curve.main(["--fer", str(fer), "--genki", str(genki), "--class", "calm"]) == 2
+    assert offset_curve.main(["--fer", str(fer), "--genki", str(genki), "--lo", "2", "--hi", "1"]) == 2

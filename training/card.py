@@ -18,6 +18,12 @@ from training.card_text import DATASET_TEXT, TASK_TEXT, fer_negatives_text
 from training.config import CROSS_TASK_TEACHERS, teacher_list
 
 CARD_FILE, CURVES_FILE = "README.md", "learning_curves.png"
+OFFSET_FILE = "offset_curve.json"       # `python -m bench.offset_curve`'s figures, where measured
+OFFSET_SHOWN = (0.5, 1.0)               # the offsets the card's table shows, beside the model's own
+# (set in the curve, figure, column title): {cls} is the class whose offset moves
+OFFSET_COLUMNS = (("fer2013-public-test", "accuracy", "PublicTest accuracy"),
+                  ("genki4k-train-subset", "recall", "GENKI-4K calm faces read {cls}"),
+                  ("genki4k-train-subset/tight", "recall", "tightly cropped"))
 
 
 def _pct(v: float | None, digits: int = 1) -> str:
@@ -186,11 +192,31 @@ def _calibration(folder: Path, task: Task) -> list[str]:
     rel = ev.get("reliability") if ev else None
     if not rel:
         return []
-    bins = ", ".join(f"{b['bin'][0]:.1f}-{b['bin'][1]:.1f}: {_pct(b['accuracy'], 0)} right of {b['n']}"
+    bins = ", ".join(f"{b['bin'][0]:.1f}-{b['bin'][1]:.1f} {_pct(b['accuracy'], 0)} ({b['n']})"
                      for b in rel.get("bins", []) if b.get("n"))
     return ["## Calibration", "",
             f"On {eval_label(ev)}: expected calibration error {rel.get('ece')}, log loss {rel.get('nll')}, "
-            f"Brier score {rel.get('brier')}. By confidence: {bins}.", ""]
+            f"Brier score {rel.get('brier')}. Right by confidence (faces): {bins}.", ""]
+
+
+def _offset_curve(folder: Path) -> list[str]:
+    """What moving one class's offset trades (`python -m bench.offset_curve`), where it was measured."""
+    d = read_json(folder / OFFSET_FILE)
+    if not d or not d.get("rows"):
+        return []
+    cls, own = d["class"], d["model_offset"]
+    rows = [r for r in d["rows"] if any(abs(r["offset"] - v) < 1e-6 for v in (own, *OFFSET_SHOWN))]
+    cols = [c for c in OFFSET_COLUMNS if c[0] in rows[0]]
+    table = ["| offset | " + " | ".join(t.format(cls=cls) for *_, t in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        mark = " (own)" if abs(r["offset"] - own) < 1e-6 else ""
+        table.append(f"| {r['offset']:+.1f}{mark} | " + " | ".join(_pct(r[n][k]) for n, k, _ in cols) + " |")
+    return [f"## Calm faces and the {cls} offset", "",
+            f"Added to {cls}'s log-probability before the likeliest class wins: {own:+.2f} here. Raise it (sidebar: "
+            f"\"Neutral offset\"; `core.predict --offset {cls}=V`) if calm faces read sad, angry or afraid. "
+            f"Measured by `bench.offset_curve` on FER-2013 PublicTest and GENKI-4K training photos:", "",
+            *table, ""]
 
 
 def _speed(bench: dict) -> list[str]:
@@ -303,7 +329,7 @@ def render_card(folder: str | Path) -> str:
     rows = check_rows(folder, task, gen)
     bench = read_json(folder / "bench.json")
     body = [*_intro(folder, meta, task), *_use(meta, task, folder), *_data(meta, task), *_evaluation(rows, gen, task),
-            *_calibration(folder, task), *_speed(bench), *_limits(meta, task, rows, folder), *_training(folder, meta),
+            *_calibration(folder, task), *_offset_curve(folder), *_speed(bench), *_limits(meta, task, rows, folder), *_training(folder, meta),
             *_ship_rules(folder, task, rows, bench)]
     curves, whose = curve_rows(folder)
     if curves:

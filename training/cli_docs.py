@@ -24,6 +24,8 @@ COMMANDS: list[tuple[str, tuple[str, ...], str]] = [   # (module, subcommand, wh
     ("bench.generalisation", (), "the generalisation suite: held-out splits, changed conditions, other collections"),
     ("bench.ship_rules", (), "whether a candidate model may replace the shipped one"),
     ("bench.threshold", (), "choose a smile model's decision threshold on the validation suite"),
+    ("bench.offset_curve", (), "what moving one class's offset trades in an expression model's labels"),
+    ("training.prior", (), "fit class offsets (a prior correction) for an expression model"),
     ("bench.framing", (), "how the framing of face crops changes the expression model's accuracy"),
     ("bench.load_test", (), "several browser sessions and a training run on one server"),
     ("training.ensemble", (), "average models of one task into one model folder"),

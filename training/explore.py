@@ -272,15 +272,22 @@ def mistake_heatmaps(view: DatasetView, explainer, rows: pd.DataFrame, method: s
     return [overlay(c, e.heat, side) for c, e in zip(crops, explainer.explain(crops, targets, method))]
 
 
-def model_mistakes(view: DatasetView, model_dir: str | Path, threshold: float | None = None) -> Mistakes:
-    """Confusion matrix and misclassified test samples of a model (threshold: the model's own if None)."""
+def model_mistakes(view: DatasetView, model_dir: str | Path, threshold: float | None = None,
+                   class_bias: tuple[float, ...] | None = None) -> Mistakes:
+    """Confusion matrix and misclassified test samples of a model under a decision rule (threshold,
+    offsets on the log-probabilities: the model's own where None)."""
+    from core.model import apply_class_bias
     from core.pipeline import decide
     from training.metrics import classification_report
 
     task = view.dataset.task
     index, probs = test_predictions(view, model_dir)
+    meta = ModelMeta.load(Path(model_dir))
     if threshold is None:
-        threshold = ModelMeta.load(Path(model_dir)).threshold
+        threshold = meta.threshold
+    if class_bias is not None:   # the model's own offsets are in `probs` already: move from them to these
+        own = np.asarray(meta.class_bias or [0.0] * task.n_classes, np.float32)
+        probs = apply_class_bias(probs, np.asarray(class_bias, np.float32) - own)
     y = view.dataset.labels[index]
     pred = decide(probs, task, threshold)
     report = classification_report(y, probs, list(task.class_names), pred)

@@ -29,7 +29,7 @@ from core.runtime import quiet_command
 
 GRID_STEP = 0.25    # offsets tried: -1.5 to 1.5 in these steps
 GENKI_EVERY = 3     # every 3rd GENKI-4K training photo
-FIGURES = ("eval_", "generalisation", "bench", "explain")   # files of figures that a correction changes
+FIGURES = ("eval_", "generalisation", "bench", "explain", "offset_curve")   # files of figures that a correction changes
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -80,24 +80,39 @@ def fit_bias(sets: list[tuple[np.ndarray, np.ndarray]], n_classes: int, rounds: 
     return bias
 
 
-def fitting_sets(model: str | Path, fer: str, genki: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict]:
-    """(probabilities without any prior correction, labels) for FER-2013 PublicTest and the GENKI-4K subset."""
-    from bench.generalisation import face_crops, fer_collections, genki_collection
-    from core.detect import DetectorConfig, FaceDetector
+def uncorrected(model: str | Path):
+    """An expression model's Classifier in float32, without its prior correction (the network's own
+    probabilities); ValueError for a model of another task."""
     from core.model import Classifier
 
     clf = Classifier(model, exact=True)
-    clf.meta = replace(clf.meta, class_bias=[])      # fit on the network's own probabilities
+    clf.meta = replace(clf.meta, class_bias=[])
     if "happy" not in clf.task.class_names:
         raise ValueError(f"{model}: a prior correction is fitted for an expression model")
-    detector = FaceDetector(DetectorConfig())
-    public = next(c for c in fer_collections(fer, clf.task) if c.name == "fer2013-public-test")
-    genki_all = genki_collection(genki, clf.task, None, split="train")
+    return clf
+
+
+def fitting_collections(fer: str, genki: str, task) -> tuple:
+    """FER-2013's PublicTest and every GENKI_EVERY-th GENKI-4K training photo, as suite collections."""
+    from bench.generalisation import fer_collections, genki_collection
+
+    public = next(c for c in fer_collections(fer, task) if c.name == "fer2013-public-test")
+    genki_all = genki_collection(genki, task, None, split="train")
     keep = np.arange(0, len(genki_all.labels), GENKI_EVERY)
     genki_part = replace(genki_all, name="genki4k-train-subset", labels=genki_all.labels[keep],
                          load=lambda i: genki_all.load(int(keep[i])), key=genki_all.key + f"/every{GENKI_EVERY}")
+    return public, genki_part
+
+
+def fitting_sets(model: str | Path, fer: str, genki: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict]:
+    """(probabilities without any prior correction, labels) for FER-2013 PublicTest and the GENKI-4K subset."""
+    from bench.generalisation import face_crops
+    from core.detect import DetectorConfig, FaceDetector
+
+    clf = uncorrected(model)      # fit on the network's own probabilities
+    detector = FaceDetector(DetectorConfig())
     sets, sizes = [], {}
-    for col in (public, genki_part):
+    for col in fitting_collections(fer, genki, clf.task):
         x, _, _ = face_crops(col, "as is", None, clf.preprocess, detector)
         sets.append((clf.predict(x), col.labels))
         sizes[col.name] = int(len(col.labels))

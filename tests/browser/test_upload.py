@@ -1,6 +1,7 @@
 """The upload page in a real browser: images give annotated pictures and a table of faces (CSV), a
 video gives an annotated MP4 and a timeline, bad files give clear errors and the page keeps working."""
 import io
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -92,13 +93,18 @@ def test_a_corrupt_file_gives_an_error_and_the_page_keeps_working(page):
     assert "neutral.jpg" in set(table["file"]) and table["label"].isin(SMILE_LABELS).all()
 
 
-def test_switching_the_task_gives_expression_labels(page, screenshot):
-    photo = face_photo("surprised")
+def expression_table(page, name: str) -> pd.DataFrame:
+    """The upload page's table of faces for one shared photo, read with the expression task."""
+    photo = face_photo(name)
     goto_page(page, "upload")
     sidebar_select(page, "Task", "Expression")
     upload(page, "Images", [as_payload(photo)])
     assert_no_exception(page)
-    table = faces_csv(page)
+    return faces_csv(page)
+
+
+def test_switching_the_task_gives_expression_labels(page, screenshot):
+    table = expression_table(page, "surprised")
     assert table["label"][0] in EXPRESSION_LABELS
     columns = [f"p_{c}" for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")]
     assert set(columns) <= set(table.columns)
@@ -113,6 +119,23 @@ def test_switching_the_task_gives_expression_labels(page, screenshot):
     fast = faces_csv(page)
     assert fast["label"][0] in EXPRESSION_LABELS and len(fast) == len(table)
     assert abs(fast[columns].to_numpy() - table[columns].to_numpy()).max() > 1e-3
+
+
+def test_the_sidebars_neutral_offset_moves_the_expression_labels(page):
+    """A calm-looking face read as afraid (the bundled model's sad photo) reads neutral once the sidebar's
+    neutral offset is raised; the table follows the setting."""
+    before = expression_table(page, "sad")
+    assert before["label"][0] != "neutral"
+    thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(
+        has_text="Neutral offset").get_by_role("slider")
+    assert float(thumb.input_value()) < 1.5
+    thumb.press("End")                                       # the highest offset, +1.5, in one step
+    wait_for_rerun(page)
+    expect(thumb).to_have_value(re.compile(r"^1\.5(0*\d?)?$"))
+    assert_no_exception(page)
+    after = faces_csv(page)
+    assert after["label"][0] == "neutral"
+    assert after["p_neutral"][0] > before["p_neutral"][0] + 0.1
 
 
 def smile_clip(path: Path, frames: int = 40) -> Path:
