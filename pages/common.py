@@ -106,8 +106,8 @@ def sidebar() -> Selection:
             n = task.class_names.index(NEUTRAL)
             own = round(float(meta.class_bias[n]), 2) if meta.class_bias else 0.0
             key = f"neutral.{path}"
-            value = st.slider("Neutral offset", -1.0, 1.5, step=0.1, key=remember(key, own), on_change=_keep,
-                              args=(key,), format="%+.1f",
+            value = st.slider("Neutral offset", min(-1.0, own), max(1.5, own), step=0.1, key=remember(key, own),
+                              on_change=_keep, args=(key,), format="%+.1f",
                               help=f"Added to the neutral class's log-probability before the label is chosen; "
                                    f"the model's own is {own:+.2f}. Raise it if a calm face reads sad, angry or "
                                    "afraid: more calm faces read neutral, for some accuracy on expressive ones "

@@ -46,7 +46,9 @@ def details(entries) -> None:
     else:
         left.caption("No learning curves saved with this model.")
     right.markdown(f"**Command**\n\n`{entry.meta.command or 'unknown'}`")
-    right.json({"metrics": entry.meta.metrics, "threshold": entry.meta.threshold,
+    names, bias = entry.meta.class_names, entry.meta.class_bias or [0.0] * len(entry.meta.class_names)
+    rule = {"threshold": entry.meta.threshold} if len(names) == 2 else {"class offsets": dict(zip(names, bias))}
+    right.json({"metrics": entry.meta.metrics, **rule,
                 "preprocess": entry.meta.preprocess, "folder": str(entry.path)}, expanded=False)
 
 
