@@ -54,8 +54,12 @@ SMILE = Task(
     default_dataset="genki4k",
     default_arch="compact",
     positive_class="smile",
-    aliases={"nonsmile": "non_smile", "no_smile": "non_smile", "not_smile": "non_smile",
-             "0": "non_smile", "1": "smile", "smiling": "smile"},
+    # folder names other collections use: SMILEsmileD's positives/negatives, happy/neutral studio sets
+    aliases={"nonsmile": "non_smile", "no_smile": "non_smile", "not_smile": "non_smile", "nosmile": "non_smile",
+             "not_smiling": "non_smile", "non_smiling": "non_smile", "nonsmiling": "non_smile",
+             "negative": "non_smile", "negatives": "non_smile", "neutral": "non_smile",
+             "0": "non_smile", "1": "smile", "smiling": "smile", "smiles": "smile",
+             "positive": "smile", "positives": "smile", "happy": "smile"},
 )
 
 EXPRESSION = Task(

@@ -215,6 +215,23 @@ def test_class_folders_with_aliases(tmp_path):
     assert all(s.split is None and not s.cropped for s in ds.samples)
 
 
+def test_other_collections_folder_names_for_smiles(tmp_path):
+    """SMILEsmileD files its faces under positives/positives7/ and negatives/negatives7/; a studio set
+    under happy/ and neutral/: both load for the smile task as they are (hidden folders left out)."""
+    smiles = tmp_path / "SMILEs"
+    write_images(smiles / "positives" / "positives7", ["1.jpg", "2.jpg"], size=64)
+    write_images(smiles / "negatives" / "negatives7", ["3.jpg", "4.jpg", "5.jpg"], size=64)
+    write_images(smiles / "negatives" / ".ipynb_checkpoints", ["6.jpg"], size=64)
+    assert load_dataset(smiles, SMILE).counts() == {"non_smile": 3, "smile": 2}
+    studio = tmp_path / "studio"
+    write_images(studio / "happy", ["1.png", "2.png"], size=64)
+    write_images(studio / "neutral", ["3.png"], size=64)
+    write_images(studio / "angry", ["4.png"], size=64)
+    ds = load_dataset(studio, SMILE)
+    assert ds.counts() == {"non_smile": 1, "smile": 2} and ds.skipped == {"angry": 1}
+    assert load_dataset(studio, EXPRESSION).counts()["neutral"] == 1      # the expression task reads them as named
+
+
 def test_expression_folders_with_aliases_and_unknown_classes(tmp_path):
     for folder in ("happiness", "surprised", "Sad", "contempt", "cats"):
         write_images(tmp_path / folder, ["1.png", "2.png"])

@@ -154,11 +154,18 @@ def _picked(group: str, fraction: float) -> bool:
     return fraction > 0 and int(group[:8], 16) < fraction * 16 ** 8
 
 
+def class_images(folder: Path) -> list[Path]:
+    """The images of one class folder, its subfolders' too (SMILEsmileD files its faces under
+    positives/positives7/); hidden files and folders left out."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def _scan_class_folders(root: Path, task: Task, split: str | None, fer_source: bool,
                         skipped: dict[str, int], fer_negatives: float = 0.0) -> list[Sample]:
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        files = class_images(folder)
         folder_label = _class_for(folder.name, task, fer_source)
         per_file = folder_label is None and fer_negatives > 0 and fer_source   # some of these faces may join
         if folder_label is None and not per_file:
