@@ -1,6 +1,9 @@
-"""Label the faces in image files:
-`python -m core.predict <image files...> [--model models/smile] [--task smile|expression] [--json]
-[--threshold T] [--annotate OUTDIR] [--explain OUTDIR]`.
+"""Label the faces in image and video files:
+`python -m core.predict <image or video files...> [--model models/smile] [--task smile|expression] [--json]
+[--threshold T] [--offset CLASS=V] [--annotate OUTDIR] [--explain OUTDIR]`.
+
+A video's every frame goes through the tracked pipeline the Upload page uses; each face is summed up as
+the share of frames under each label and its stretches of one label (`--json`: every frame's row too).
 
 Exit status: 0 when every file was read (with or without faces), 1 when any file could not be
 read (each gets its own error line; the others are still processed), 2 for a bad model or option.
@@ -18,6 +21,7 @@ from core.detect import FaceDetector
 from core.imageio import ImageError, encode_png, load_image
 from core.model import Classifier, ModelError, ModelMeta
 from core.pipeline import Face, Pipeline
+from core.predict_video import format_video, is_video, predict_video
 from core.registry import models_root
 from core.runtime import quiet_command
 from core.tasks import TASKS
@@ -77,13 +81,13 @@ def _explain(result: ImageResult, image, explainer, folder: Path, method: str, t
         result.explanations.append(explanation_row(fe.explanation, explainer.classifier.task, str(out)))
 
 
-def _free_name(folder: Path, stem: str, taken: set[Path]) -> Path:
+def _free_name(folder: Path, stem: str, taken: set[Path], suffix: str = ".png") -> Path:
     """folder/stem.png, or stem-2.png, stem-3.png... when this run already wrote that name
     (inputs from several folders); marks the name taken."""
-    out, k = folder / f"{stem}.png", 1
+    out, k = folder / f"{stem}{suffix}", 1
     while out in taken:
         k += 1
-        out = folder / f"{stem}-{k}.png"
+        out = folder / f"{stem}-{k}{suffix}"
     taken.add(out)
     return out
 
@@ -112,7 +116,8 @@ def format_table(result: ImageResult) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__.splitlines()[0])
-    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, WebP...)")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, WebP...) or videos (MP4, MOV, AVI, "
+                   "MKV, WebM; every frame, faces followed from frame to frame)")
     p.add_argument("--model", help="model folder (default: models/<task>)")
     p.add_argument("--task", choices=sorted(TASKS), help="task (default: the model's, else smile)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -122,9 +127,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="set a class's offset on the log-probabilities (tasks that pick the likeliest class; "
                         "repeatable; e.g. neutral=0.4 reads more calm faces as neutral; default: the model's own)")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops (faster)")
-    p.add_argument("--annotate", metavar="OUTDIR", help="also write each image with boxes and labels here")
-    p.add_argument("--explain", metavar="OUTDIR", help="write each face's crop and heat map (what the label rests on) "
-                   "here, and add each face's `explanation` (the file, the share of the map on the mouth) to the JSON")
+    p.add_argument("--annotate", metavar="OUTDIR", help="also write each image (PNG) or video (MP4) with boxes and "
+                   "labels here")
+    p.add_argument("--explain", metavar="OUTDIR", help="write each image's face crops and heat maps (what the label rests "
+                   "on) here, and add each face's `explanation` (the file, the share of the map on the mouth) to the JSON")
     p.add_argument("--explain-method", choices=("grad-cam", "occlusion"), default="occlusion",
                    help="how the heat map is made: occlusion (hide each part, measure the loss; the default, as on "
                         "GENKI-4K it puts the smile model's evidence on the mouth) or grad-cam (faster, coarser)")
@@ -189,12 +195,16 @@ def main(argv=None) -> int:
         return 2
     results, taken = [], set()
     for path in args.images:
-        r = predict_file(pipeline, path, annotate, taken, explain)
+        if is_video(path):
+            out = _free_name(annotate, Path(path).stem, taken, ".mp4") if annotate else None
+            r, show = predict_video(pipeline, path, annotate, out), format_video
+        else:
+            r, show = predict_file(pipeline, path, annotate, taken, explain), format_table
         results.append(r)
         if r.error:
             print(f"error: {r.error}", file=sys.stderr, flush=True)
         elif not args.json:
-            print(format_table(r), flush=True)
+            print(show(r), flush=True)
     if args.json:
         clf = pipeline.classifier
         print(json.dumps({"model": str(clf.folder), "task": clf.task.name,

@@ -145,3 +145,19 @@ def test_a_truncated_video_keeps_the_frames_before_the_damage(pipeline, tmp_path
     assert 0 < result.frames < 60
     codec, frames = read_back(result.path)
     assert len(frames) == result.frames
+
+
+def test_a_faces_frames_become_stretches_of_one_label_and_label_shares():
+    from core.predict_video import face_summaries, is_video
+
+    rows = [{"frame": i, "time": i / 10, "face": 1, "label": lab}
+            for i, lab in enumerate(["no smile"] * 3 + ["smile"] * 4 + ["no smile"])]
+    rows += [{"frame": 2, "time": 0.2, "face": 2, "label": "smile"}, {"frame": 5, "time": 0.5, "face": 2, "label": "smile"}]
+    one, two = face_summaries(sorted(rows, key=lambda r: r["frame"]))
+    assert one["face"] == 1 and one["frames"] == 8
+    assert one["label_share"] == {"smile": 0.5, "no smile": 0.5}
+    assert [(s["label"], s["start"], s["end"], s["frames"]) for s in one["stretches"]] == [
+        ("no smile", 0.0, 0.2, 3), ("smile", 0.3, 0.6, 4), ("no smile", 0.7, 0.7, 1)]
+    # a face lost between frames 2 and 5 starts a new stretch when it comes back, even with the same label
+    assert [(s["start"], s["frames"]) for s in two["stretches"]] == [(0.2, 1), (0.5, 1)]
+    assert is_video("clip.MP4") and is_video("a/b.webm") and not is_video("face.jpg")

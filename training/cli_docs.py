@@ -15,7 +15,7 @@ from core.runtime import quiet
 OUT = REPO / "docs" / "cli.md"
 WIDTH = "100"   # argparse wraps help text to $COLUMNS: fixed, so the file is the same on every machine
 COMMANDS: list[tuple[str, tuple[str, ...], str]] = [   # (module, subcommand, what it is for)
-    ("core.predict", (), "label the faces in image files"),
+    ("core.predict", (), "label the faces in image and video files"),
     ("core.export", (), "export a model folder's model.keras to model.onnx, which the CPU runtimes serve"),
     ("training.quantize", (), "an int8 copy of a model's ONNX export, for CPUs without bfloat16 units"),
     ("training.train", (), "train a model (a run folder: config, status, metrics per epoch, model, evaluation)"),
