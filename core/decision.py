@@ -56,3 +56,19 @@ def offsets_from_specs(specs: list[str], task: Task, model_bias: list[float] | N
             raise ValueError(f"offset '{spec}': keep it between -5 and 5 (it is added to a log-probability)")
         bias[task.class_names.index(name)] = v
     return tuple(bias)
+
+
+def decision_options(task: Task, model_bias: list[float] | None, threshold: float | None,
+                     offsets: list[str]) -> tuple[float | None, tuple[float, ...] | None]:
+    """A command line's decision rule (`--threshold` for a binary task, `--offset CLASS=V` for one that
+    picks the likeliest class) as (threshold, class offsets), None for the model's own; ValueError with
+    the reason for an option the task cannot take."""
+    if threshold is not None:
+        if not task.is_binary:
+            raise ValueError(f"--threshold applies to binary tasks; '{task.name}' picks the likeliest class")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"--threshold must be between 0 and 1, not {threshold}")
+    try:
+        return threshold, offsets_from_specs(offsets, task, model_bias)
+    except ValueError as exc:
+        raise ValueError(f"--offset: {exc}") from None

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.decision import offsets_from_specs
+from core.decision import decision_options
 from core.detect import FaceDetector
 from core.imageio import ImageError, encode_png, load_image
 from core.model import Classifier, ModelError, ModelMeta
@@ -146,16 +146,11 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
     task = meta.validate()
     if args.task and task.name != args.task:
         raise ModelError(f"{folder} is a '{task.name}' model, not a '{args.task}' model")
-    if args.threshold is not None:
-        if not task.is_binary:
-            raise ModelError(f"--threshold applies to binary tasks; '{task.name}' picks the likeliest class")
-        if not 0.0 <= args.threshold <= 1.0:
-            raise ModelError(f"--threshold must be between 0 and 1, not {args.threshold}")
     try:
-        bias = offsets_from_specs(args.offset, task, meta.class_bias)
+        threshold, bias = decision_options(task, meta.class_bias, args.threshold, args.offset)
     except ValueError as exc:
-        raise ModelError(f"--offset: {exc}") from None
-    return Pipeline(Classifier(folder, warm_up=False, crops=not args.no_crops), FaceDetector(), args.threshold, bias)
+        raise ModelError(str(exc)) from None
+    return Pipeline(Classifier(folder, warm_up=False, crops=not args.no_crops), FaceDetector(), threshold, bias)
 
 
 def _explainer(pipeline: Pipeline, args: argparse.Namespace) -> tuple | None:

@@ -117,6 +117,35 @@ def test_predict_with_a_neutral_offset_reads_a_calm_face_neutral():
     assert moved["p_neutral"] > own["p_neutral"] + 0.1
 
 
+@needs_media
+def test_evaluate_your_own_collection_under_another_decision_rule(tmp_path):
+    """The seven posed photos as class folders: `training.evaluate --offset neutral=1.5` reads more of them
+    neutral than the model's own rule does, and records the rule it used; a rule the task cannot take is refused."""
+    import shutil
+
+    for photo in (MEDIA / "expressions").glob("*.jpg"):
+        (tmp_path / "posed" / photo.stem).mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "posed" / photo.stem / photo.name)
+
+    def evaluate(*args):
+        proc = cli("training.evaluate", "--model", "models/expression", "--data", str(tmp_path / "posed"),
+                   "--json", str(tmp_path / "out.json"), *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads((tmp_path / "out.json").read_text())
+
+    own, moved = evaluate(), evaluate("--offset", "neutral=1.5")
+    assert own["n_images"] == moved["n_images"] == 7
+    assert own["decision"]["class_bias"]["neutral"] == 0.1 and moved["decision"]["class_bias"]["neutral"] == 1.5
+    neutral = own["class_names"].index("neutral")
+    called = lambda ev: sum(row[neutral] for row in ev["confusion_matrix"])   # noqa: E731
+    assert called(moved) > called(own)
+    proc = cli("training.evaluate", "--model", "models/expression", "--data", str(tmp_path / "posed"),
+               "--threshold", "0.5")
+    assert proc.returncode == 2 and "--threshold applies to binary tasks" in proc.stderr
+    proc = cli("training.evaluate", "--model", "models/smile", "--data", str(tmp_path / "posed"), "--offset", "smile=1")
+    assert proc.returncode == 2 and "'smile' uses a threshold" in proc.stderr
+
+
 def test_predict_a_video_sums_each_face_up_in_stretches_of_one_label(tmp_path, bad_files):
     """The shared face video (neutral, smiling, neutral) through `core.predict`: one face followed over every
     frame, read as no smile, then smile, then no smile; the annotated MP4 has every frame; a file that is not a

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.decision import decision_options
 from core.fileio import write_json_atomic
 from core.model import Classifier, ModelError, ModelMeta
 from core.portable import portable_path
@@ -24,17 +25,19 @@ SPLIT_CHOICES = ("test", "val", "train", "all", "private_test", "public_test")
 
 
 def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: float | None = None,
-                    predictions: bool = False, second: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                    predictions: bool = False, second: tuple[np.ndarray, np.ndarray] | None = None,
+                    class_bias: tuple[float, ...] | None = None) -> dict:
     """Figures for crops `x` with labels `y`, through the same call the app uses (and, with
     `predictions`, each face's decided class under the key "predictions"). `second` = (crops, mask):
-    where the mask is set, a second view of the face whose probabilities are averaged in."""
+    where the mask is set, a second view of the face whose probabilities are averaged in. `threshold`,
+    `class_bias`: a decision rule other than the model's own."""
     from core.pipeline import decide
 
     t0 = time.perf_counter()
-    probs = clf.predict(x)
+    probs = clf.predict(x, class_bias=class_bias)
     if second is not None and second[1].any():
         mask = second[1]
-        probs[mask] = (probs[mask] + clf.predict(second[0][mask])) / 2
+        probs[mask] = (probs[mask] + clf.predict(second[0][mask], class_bias=class_bias)) / 2
     ms = (time.perf_counter() - t0) * 1000 / max(1, len(x))
     pred = decide(probs, clf.task, clf.meta.threshold if threshold is None else threshold)
     out = classification_report(np.asarray(y), probs, list(clf.task.class_names), pred)
@@ -47,11 +50,13 @@ def evaluate_arrays(clf: Classifier, x: np.ndarray, y: np.ndarray, threshold: fl
 
 def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: str = "auto",
                      limit: int = 0, crops: bool = True, fer_negatives: float = 0.0,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     progress: Callable[[int, int], None] | None = None, threshold: float | None = None,
+                     offsets: list[str] | None = None) -> dict:
     """Evaluate on a split of a known dataset (the model's seeded split) or a whole class-folder set;
     `crops=False` leaves out the model's extra test-time crops. For a smile model on FER-2013,
     `fer_negatives` (1: all) also counts its other expressions as no-smile faces and reports, per
-    expression, how many the model calls smiles. `progress(done, total)` follows the reading of the images."""
+    expression, how many the model calls smiles. `progress(done, total)` follows the reading of the images.
+    `threshold` (binary tasks) or `offsets` (["neutral=0.5"]): a decision rule other than the model's own."""
     from dataclasses import replace
 
     from core.detect import DetectorConfig
@@ -66,6 +71,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
                          f"it is for smile models, and {model} is a {task.name} model")
     if not 0 <= fer_negatives <= 1:
         raise ValueError(f"--fer-negatives is a fraction in [0, 1], not {fer_negatives}")
+    threshold, class_bias = decision_options(task, meta.class_bias, threshold, offsets or [])
     if fer_negatives and not is_fer2013(data):
         raise ValueError(f"--fer-negatives counts FER-2013's other expressions: {data} is not FER-2013")
     ds = load_dataset(data, task, fer_negatives)   # model and dataset errors come before TensorFlow loads
@@ -84,15 +90,17 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
     if len(ok) == 0:
         raise ValueError(f"no readable images in split '{split}' of {data}")
     framed = framed_views(part, fc, clf.preprocess) if faces == "cropped" else None
-    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], predictions=bool(fer_negatives),
-                          second=None if framed is None else (framed.x[ok], framed.found[ok]))
+    out = evaluate_arrays(clf, fc.x[ok], part.labels[ok], threshold, predictions=bool(fer_negatives),
+                          second=None if framed is None else (framed.x[ok], framed.found[ok]), class_bias=class_bias)
     if framed is not None:
         fc = framed   # its `found`: the images that also had a detected face's view
     if fer_negatives:   # FER-2013, checked above
         out["smile_rate_by_expression"] = _smile_rate_by_expression(part, ok, out.pop("predictions"))
     out.update(model=portable_path(model), data=portable_path(data), dataset=ds.name, split=split, faces=faces,
                n_faces_found=int(fc.found[ok].sum()), n_unreadable=int((~fc.readable).sum()),
-               skipped_classes=ds.skipped)
+               skipped_classes=ds.skipped,
+               decision={"threshold": clf.meta.threshold if threshold is None else threshold} if task.is_binary
+               else {"class_bias": dict(zip(task.class_names, clf.class_bias(class_bias)))})
     return out
 
 
@@ -124,13 +132,18 @@ def main(argv=None) -> int:
     p.add_argument("--fer-negatives", type=float, default=0.0,
                    help="smile model on FER-2013: also count this fraction (1: all) of its angry, disgust, fear, "
                         "sad and surprise faces as no-smile faces, and report each expression's smile rate")
+    p.add_argument("--threshold", type=float, help="smile probability above which a face smiles "
+                   "(binary tasks; default: the model's own)")
+    p.add_argument("--offset", action="append", default=[], metavar="CLASS=VALUE",
+                   help="set a class's offset on the log-probabilities (tasks that pick the likeliest class; "
+                        "repeatable; e.g. neutral=0.5; default: the model's own)")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
     args = p.parse_args(argv)
     bar = ProgressBar("reading faces")
     try:
         out = evaluate_dataset(args.model, args.data, args.split, args.faces, args.limit, not args.no_crops,
-                               args.fer_negatives, bar)
+                               args.fer_negatives, bar, args.threshold, args.offset)
     except (ModelError, ValueError, FileNotFoundError) as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
