@@ -98,7 +98,7 @@ def format_video(result: VideoPrediction) -> str:
              + (f"{n} face{'s' if n > 1 else ''}" if n else "no face found")]
     for f in result.faces:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in f["label_share"].items())
-        lines.append(f"  face {f['face']}: {f['frames']} frames; {shares}")
+        lines.append(f"  face {f['face']}: {f['frames']} frame{'s' if f['frames'] != 1 else ''}; {shares}")
         shown = [f"{s['start']:.2f}-{s['end']:.2f} s {s['label']}" for s in f["stretches"][:MAX_STRETCHES_SHOWN]]
         more = len(f["stretches"]) - MAX_STRETCHES_SHOWN
         lines.append("    " + " · ".join(shown) + (f" · … {more} more (--json has them all)" if more > 0 else ""))

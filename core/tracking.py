@@ -23,7 +23,8 @@ class TrackingConfig:
     smoothing_speed: float = 2.0
     box_smoothing: float = 0.4   # weight of the past for box corners when the detector runs again
     min_iou: float = 0.3         # a new box continues a track when they overlap at least this much
-    max_missed: int = 2          # detections a face may be missed and still be shown at its last box
+    max_missed: int = 2          # detections a face may be missed and still be shown at its last box,
+    hold_after: int = 2          # ... once seen in this many frames: a one-frame false detection is not held
     # Label hysteresis (tasks of more than two classes): the shown label changes to a new top class
     # at once when it leads the shown class by `label_margin`, else after it is top `label_frames` frames in a row.
     label_margin: float = 0.15
@@ -83,11 +84,13 @@ class FaceTracker:
         return out
 
     def coast(self, boxes: list[Box]) -> list[Box]:
-        """`boxes` plus the last box of each track the detector just missed (for `max_missed` detections)."""
+        """`boxes` plus the last box of each track the detector just missed (for `max_missed` detections,
+        once the track was seen in `hold_after` frames)."""
+        c = self.config
         matched = set(self.match(boxes).values())
         out = list(boxes)
         for j, t in enumerate(self.tracks):
-            if j not in matched and t.missed < self.config.max_missed:
+            if j not in matched and t.missed < c.max_missed and t.hits >= c.hold_after:
                 t.missed += 1
                 out.append(t.box)
         return out

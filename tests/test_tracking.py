@@ -82,7 +82,8 @@ def test_no_smoothing_passes_probabilities_through():
 def test_a_missed_face_coasts_for_max_missed_detections_then_ends():
     tracker = FaceTracker(TrackingConfig(max_missed=2))
     box = (10, 10, 40, 40)
-    tid = tracker.update([box], np.array([[0.5, 0.5]]))[0].id
+    tracker.update([box], np.array([[0.5, 0.5]]))
+    tid = tracker.update(tracker.coast([box]), np.array([[0.5, 0.5]]))[0].id    # seen twice
     for _ in range(2):
         boxes = tracker.coast([])           # the detector found nothing
         assert boxes == [box]
@@ -92,8 +93,21 @@ def test_a_missed_face_coasts_for_max_missed_detections_then_ends():
     assert tracker.update([], np.zeros((0, 2)), fresh=0) == [] and tracker.tracks == []
 
 
+def test_a_box_seen_in_one_frame_only_is_not_held_when_the_detector_misses_it():
+    """A one-frame false detection (a patch of background) ends at once instead of showing for max_missed
+    more frames; a face seen in hold_after frames is held."""
+    tracker = FaceTracker(TrackingConfig(max_missed=2, hold_after=2))
+    tracker.update([(10, 10, 40, 40)], np.array([[0.5, 0.5]]))
+    assert tracker.coast([]) == []
+    assert tracker.update([], np.zeros((0, 2)), fresh=0) == []
+    held = FaceTracker(TrackingConfig(max_missed=2, hold_after=1))
+    held.update([(10, 10, 40, 40)], np.array([[0.5, 0.5]]))
+    assert held.coast([]) == [(10, 10, 40, 40)]
+
+
 def test_a_found_face_is_no_longer_missed():
     tracker = FaceTracker(TrackingConfig(max_missed=2, box_smoothing=0.0))
+    tracker.update([(10, 10, 40, 40)], np.array([[0.5, 0.5]]))
     tracker.update([(10, 10, 40, 40)], np.array([[0.5, 0.5]]))
     tracker.update(tracker.coast([]), np.array([[0.5, 0.5]]), fresh=0)
     assert tracker.tracks[0].missed == 1
