@@ -10,7 +10,7 @@ from core.pipeline import Pipeline
 from core.video import VideoError, annotate_video
 
 VIDEO_EXTS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm"}
-MAX_STRETCHES_SHOWN = 12     # the table shows a face's first stretches; the JSON has them all
+MAX_STRETCHES_SHOWN = 12     # a summary shows a face's first stretches; the JSON has them all
 
 
 def is_video(path: str | Path) -> bool:
@@ -66,6 +66,17 @@ def face_summaries(timeline: list[dict]) -> list[dict]:
     return out
 
 
+def stretch_text(stretches: list[dict], limit: int = MAX_STRETCHES_SHOWN) -> str:
+    """'0.00-0.76 s neutral · 0.80-2.64 s happy …': a face's first `limit` stretches of one label."""
+    shown = [f"{s['start']:.2f}-{s['end']:.2f} s {s['label']}" for s in stretches[:limit]]
+    more = len(stretches) - limit
+    return " · ".join(shown) + (f" · … {more} more" if more > 0 else "")
+
+
+def share_text(label_share: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in label_share.items())
+
+
 def predict_video(pipeline: Pipeline, path: str, annotate: Path | None = None,
                   out_name: Path | None = None) -> VideoPrediction:
     """Faces of every frame of one video file; a file that cannot be used gives a result with `error` set.
@@ -97,11 +108,9 @@ def format_video(result: VideoPrediction) -> str:
     lines = [f"{result.file} ({result.width}x{result.height}, {result.fps:g} fps, {result.frames} frames): "
              + (f"{n} face{'s' if n > 1 else ''}" if n else "no face found")]
     for f in result.faces:
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in f["label_share"].items())
-        lines.append(f"  face {f['face']}: {f['frames']} frame{'s' if f['frames'] != 1 else ''}; {shares}")
-        shown = [f"{s['start']:.2f}-{s['end']:.2f} s {s['label']}" for s in f["stretches"][:MAX_STRETCHES_SHOWN]]
-        more = len(f["stretches"]) - MAX_STRETCHES_SHOWN
-        lines.append("    " + " · ".join(shown) + (f" · … {more} more (--json has them all)" if more > 0 else ""))
+        lines.append(f"  face {f['face']}: {f['frames']} frame{'s' if f['frames'] != 1 else ''}; "
+                     + share_text(f["label_share"]))
+        lines.append("    " + stretch_text(f["stretches"]))
     if result.warning:
         lines.append(f"  warning: {result.warning}")
     if result.annotated:

@@ -11,6 +11,7 @@ from core.draw import draw_faces
 from core.explain import METHODS, explain_faces, heat_picture
 from core.imageio import ImageError, load_image
 from core.pipeline import Face
+from core.predict_video import face_summaries, share_text, stretch_text
 from core.video import VideoError, VideoLimits, annotate_video
 from pages.common import Selection, get_explainer, get_pipeline, show_error, show_why, sidebar
 
@@ -115,6 +116,10 @@ def video_tab(file, selection: Selection) -> None:
             st.warning(f"{file.name}: no face found in the video.", icon=":material/face_retouching_off:")
         else:
             st.plotly_chart(timeline_figure(timeline, selection), key="video-timeline")
+            st.dataframe(pd.DataFrame([{"face": f["face"], "frames": f["frames"], "labels": share_text(f["label_share"]),
+                                        "stretches of one label": stretch_text(f["stretches"])}
+                                       for f in face_summaries(done["timeline"])]),
+                         hide_index=True, key="video-faces")
 
 
 def run_video(file, key, pipeline) -> dict:

@@ -176,4 +176,8 @@ def test_a_video_gives_an_annotated_mp4_and_a_timeline(page, tmp_path, screensho
         assert c.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in c.decode(video=0)) == 40
     expect(page.get_by_text("40 frames at 25.0 fps")).to_be_visible(timeout=30_000)
+    faces = page.locator('[data-testid="stDataFrame"]')       # each face summed up: the clip turns to a smile
+    expect(faces).to_have_count(1)
+    expect(faces).to_contain_text("s no smile", timeout=30_000)
+    expect(faces).to_contain_text(re.compile(r"\d s smile"))
     screenshot(page, "upload-video")
