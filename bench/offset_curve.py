@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.decision import own_offsets
 from core.fileio import write_json_atomic
 from core.portable import portable_command, portable_path
 from core.runtime import quiet_command
 from training.prior import balanced_accuracy
 
-CONDITIONS = {"fer2013-public-test": ("as is", "jpeg10"), "genki4k-train-subset": ("as is", "tight")}
+CONDITIONS = {"fer2013-public-test": ("jpeg10",), "genki4k-train-subset": ("tight",)}   # beside each as it is
 
 
 def score_offsets(sets: dict[str, tuple[np.ndarray, np.ndarray]], base: np.ndarray, k: int,
@@ -89,15 +90,16 @@ def main(argv=None) -> int:
         detector = FaceDetector(DetectorConfig())
         sets = {}
         for col in fitting_collections(args.fer, args.genki, clf.task):
-            _, _, boxes = face_crops(col, "as is", None, clf.preprocess, detector)
+            x, _, boxes = face_crops(col, "as is", None, clf.preprocess, detector)
+            sets[col.name] = (clf.predict(x), col.labels)
             for cond in CONDITIONS[col.name]:
-                x, _, _ = face_crops(col, cond, None if cond == "as is" else boxes, clf.preprocess, detector)
-                sets[col.name if cond == "as is" else f"{col.name}/{cond}"] = (clf.predict(x), col.labels)
-    except (ModelError, ValueError, OSError, StopIteration) as exc:
-        print(f"error: {exc or 'no FER-2013 PublicTest faces'}", file=sys.stderr)
+                x, _, _ = face_crops(col, cond, boxes, clf.preprocess, detector)
+                sets[f"{col.name}/{cond}"] = (clf.predict(x), col.labels)
+    except (ModelError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     k = meta.class_names.index(args.cls)
-    base = np.asarray(meta.class_bias or [0.0] * len(meta.class_names), np.float64)
+    base = np.asarray(own_offsets(meta.class_bias, len(meta.class_names)), np.float64)
     offsets = np.round(np.arange(args.lo, args.hi + args.step / 2, args.step), 3)
     result = {"model": portable_path(args.model), "class": args.cls, "model_offset": round(float(base[k]), 3),
               "sizes": {n: int(len(y)) for n, (_, y) in sets.items()},

@@ -25,11 +25,16 @@ def decision_margin(probs: np.ndarray, task: Task, threshold: float = 0.5) -> np
     return top2[:, 1] - top2[:, 0]
 
 
+def own_offsets(model_bias: list[float] | tuple[float, ...] | None, n_classes: int) -> list[float]:
+    """A model's log-probability offsets, one per class (metadata `class_bias`; none: zeros)."""
+    return [float(b) for b in model_bias] if model_bias else [0.0] * n_classes
+
+
 def with_offset(model_bias: list[float] | None, n_classes: int, index: int,
                 value: float) -> tuple[float, ...] | None:
-    """A model's log-probability offsets (metadata `class_bias`; none: zeros) with class `index`'s set to
-    `value`; None when that is the model's own, so callers keep using the model as it is."""
-    bias = [float(b) for b in model_bias] if model_bias else [0.0] * n_classes
+    """A model's log-probability offsets with class `index`'s set to `value`; None when that is the
+    model's own, so callers keep using the model as it is."""
+    bias = own_offsets(model_bias, n_classes)
     if round(bias[index], 2) == round(float(value), 2):
         return None
     bias[index] = round(float(value), 4)
@@ -43,7 +48,7 @@ def offsets_from_specs(specs: list[str], task: Task, model_bias: list[float] | N
         return None
     if task.is_binary:
         raise ValueError(f"class offsets apply to tasks that pick the likeliest class; '{task.name}' uses a threshold")
-    bias = [float(b) for b in model_bias] if model_bias else [0.0] * task.n_classes
+    bias = own_offsets(model_bias, task.n_classes)
     for spec in specs:
         name, _, value = spec.partition("=")
         if name not in task.class_names:

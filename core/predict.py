@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.decision import decision_options
+from core.decision import decision_options, own_offsets
 from core.detect import FaceDetector
 from core.imageio import ImageError, encode_png, load_image
 from core.model import Classifier, ModelError, ModelMeta
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     for path in args.images:
         if is_video(path):
             out = _free_name(annotate, Path(path).stem, taken, ".mp4") if annotate else None
-            r, show = predict_video(pipeline, path, annotate, out), format_video
+            r, show = predict_video(pipeline, path, out), format_video
         else:
             r, show = predict_file(pipeline, path, annotate, taken, explain), format_table
         results.append(r)
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         clf = pipeline.classifier
         print(json.dumps({"model": str(clf.folder), "task": clf.task.name,
                           "threshold": args.threshold if args.threshold is not None else clf.meta.threshold,
-                          "class_bias": clf.class_bias(pipeline.class_bias),
+                          "class_bias": own_offsets(clf.class_bias(pipeline.class_bias), clf.task.n_classes),
                           "images": [r.as_dict() for r in results]}, indent=2))
     return 1 if any(r.error for r in results) else 0
 

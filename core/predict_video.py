@@ -77,13 +77,12 @@ def share_text(label_share: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.0%}" for k, v in label_share.items())
 
 
-def predict_video(pipeline: Pipeline, path: str, annotate: Path | None = None,
-                  out_name: Path | None = None) -> VideoPrediction:
+def predict_video(pipeline: Pipeline, path: str, annotated: Path | None = None) -> VideoPrediction:
     """Faces of every frame of one video file; a file that cannot be used gives a result with `error` set.
-    With `annotate`, the labelled video is kept as `out_name` (an MP4 there)."""
+    With `annotated`, the labelled video is kept there (an MP4)."""
     result = VideoPrediction(path)
     with tempfile.TemporaryDirectory(prefix="grin-video-") as tmp:
-        target = out_name if annotate is not None and out_name is not None else Path(tmp) / "out.mp4"
+        target = annotated if annotated is not None else Path(tmp) / "out.mp4"
         try:
             video = annotate_video(path, target, pipeline, name=path)
         except VideoError as exc:
@@ -95,8 +94,8 @@ def predict_video(pipeline: Pipeline, path: str, annotate: Path | None = None,
     result.width, result.height, result.fps = video.info.width, video.info.height, round(video.fps, 3)
     result.frames, result.warning, result.timeline = video.frames, video.warning, video.timeline
     result.faces = face_summaries(video.timeline)
-    if annotate is not None and out_name is not None:
-        result.annotated = str(out_name)
+    if annotated is not None:
+        result.annotated = str(annotated)
     return result
 
 

@@ -3,6 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from bench.generalisation import MIN_N_WORST, RESULT_FILE, comparison, load_result
+from core.decision import own_offsets
 from core.registry import list_models
 from training import hub
 from training.card_data import curve_rows
@@ -46,8 +47,9 @@ def details(entries) -> None:
     else:
         left.caption("No learning curves saved with this model.")
     right.markdown(f"**Command**\n\n`{entry.meta.command or 'unknown'}`")
-    names, bias = entry.meta.class_names, entry.meta.class_bias or [0.0] * len(entry.meta.class_names)
-    rule = {"threshold": entry.meta.threshold} if len(names) == 2 else {"class offsets": dict(zip(names, bias))}
+    names = entry.meta.class_names
+    rule = ({"threshold": entry.meta.threshold} if len(names) == 2 else
+            {"class offsets": dict(zip(names, own_offsets(entry.meta.class_bias, len(names))))})
     right.json({"metrics": entry.meta.metrics, **rule,
                 "preprocess": entry.meta.preprocess, "folder": str(entry.path)}, expanded=False)
 

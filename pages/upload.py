@@ -116,10 +116,7 @@ def video_tab(file, selection: Selection) -> None:
             st.warning(f"{file.name}: no face found in the video.", icon=":material/face_retouching_off:")
         else:
             st.plotly_chart(timeline_figure(timeline, selection), key="video-timeline")
-            st.dataframe(pd.DataFrame([{"face": f["face"], "frames": f["frames"], "labels": share_text(f["label_share"]),
-                                        "stretches of one label": stretch_text(f["stretches"])}
-                                       for f in face_summaries(done["timeline"])]),
-                         hide_index=True, key="video-faces")
+            st.dataframe(pd.DataFrame(done["faces"]), hide_index=True, key="video-faces")
 
 
 def run_video(file, key, pipeline) -> dict:
@@ -135,8 +132,10 @@ def run_video(file, key, pipeline) -> dict:
         return {"key": key, "error": str(exc)}
     finally:
         bar.empty()
+    faces = [{"face": f["face"], "frames": f["frames"], "labels": share_text(f["label_share"]),
+              "stretches of one label": stretch_text(f["stretches"])} for f in face_summaries(result.timeline)]
     return {"key": key, "error": "", "warning": result.warning, "mp4": mp4, "frames": result.frames,
-            "fps": result.fps, "encoder": result.encoder, "timeline": result.timeline}
+            "fps": result.fps, "encoder": result.encoder, "timeline": result.timeline, "faces": faces}
 
 
 def timeline_figure(timeline: pd.DataFrame, selection: Selection):

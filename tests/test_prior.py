@@ -183,3 +183,11 @@ def test_the_offset_curve_scores_every_offset_on_the_fitting_sets_and_their_hard
     assert "* the model's own offset" in capsys.readouterr().out
     assert offset_curve.main(["--fer", str(fer), "--genki", str(genki), "--class", "calm"]) == 2
     assert offset_curve.main(["--fer", str(fer), "--genki", str(genki), "--lo", "2", "--hi", "1"]) == 2
+    nopublic = tmp_path / "nopublic"                 # FER-2013's layout, but its test faces are not PublicTest's
+    for split in ("train", "test"):
+        for cls in ("happy", "neutral", "disgust"):
+            (nopublic / split / cls).mkdir(parents=True)
+            shutil.copy(next((fer / "train" / cls).iterdir()), nopublic / split / cls / "face.jpg")
+    capsys.readouterr()
+    assert offset_curve.main(["--fer", str(nopublic), "--genki", str(genki)]) == 2
+    assert "no FER-2013 PublicTest faces" in capsys.readouterr().err

@@ -329,8 +329,8 @@ def render_card(folder: str | Path) -> str:
     rows = check_rows(folder, task, gen)
     bench = read_json(folder / "bench.json")
     body = [*_intro(folder, meta, task), *_use(meta, task, folder), *_data(meta, task), *_evaluation(rows, gen, task),
-            *_calibration(folder, task), *_offset_curve(folder), *_speed(bench), *_limits(meta, task, rows, folder), *_training(folder, meta),
-            *_ship_rules(folder, task, rows, bench)]
+            *_calibration(folder, task), *_offset_curve(folder), *_speed(bench), *_limits(meta, task, rows, folder),
+            *_training(folder, meta), *_ship_rules(folder, task, rows, bench)]
     curves, whose = curve_rows(folder)
     if curves:
         body += ["## Learning curves", "", *([f"Of {whose}.", ""] if whose else []),

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.decision import decision_options
+from core.decision import decision_options, own_offsets
 from core.fileio import write_json_atomic
 from core.model import Classifier, ModelError, ModelMeta
 from core.portable import portable_path
@@ -100,7 +100,7 @@ def evaluate_dataset(model: str | Path, data: str, split: str = "test", faces: s
                n_faces_found=int(fc.found[ok].sum()), n_unreadable=int((~fc.readable).sum()),
                skipped_classes=ds.skipped,
                decision={"threshold": clf.meta.threshold if threshold is None else threshold} if task.is_binary
-               else {"class_bias": dict(zip(task.class_names, clf.class_bias(class_bias)))})
+               else {"class_bias": dict(zip(task.class_names, own_offsets(clf.class_bias(class_bias), task.n_classes)))})
     return out
 
 

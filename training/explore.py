@@ -276,8 +276,8 @@ def model_mistakes(view: DatasetView, model_dir: str | Path, threshold: float | 
                    class_bias: tuple[float, ...] | None = None) -> Mistakes:
     """Confusion matrix and misclassified test samples of a model under a decision rule (threshold,
     offsets on the log-probabilities: the model's own where None)."""
+    from core.decision import decide, own_offsets
     from core.model import apply_class_bias
-    from core.pipeline import decide
     from training.metrics import classification_report
 
     task = view.dataset.task
@@ -286,7 +286,7 @@ def model_mistakes(view: DatasetView, model_dir: str | Path, threshold: float | 
     if threshold is None:
         threshold = meta.threshold
     if class_bias is not None:   # the model's own offsets are in `probs` already: move from them to these
-        own = np.asarray(meta.class_bias or [0.0] * task.n_classes, np.float32)
+        own = np.asarray(own_offsets(meta.class_bias, task.n_classes), np.float32)
         probs = apply_class_bias(probs, np.asarray(class_bias, np.float32) - own)
     y = view.dataset.labels[index]
     pred = decide(probs, task, threshold)

@@ -96,7 +96,9 @@ def fitting_collections(fer: str, genki: str, task) -> tuple:
     """FER-2013's PublicTest and every GENKI_EVERY-th GENKI-4K training photo, as suite collections."""
     from bench.generalisation import fer_collections, genki_collection
 
-    public = next(c for c in fer_collections(fer, task) if c.name == "fer2013-public-test")
+    public = next((c for c in fer_collections(fer, task) if c.name == "fer2013-public-test"), None)
+    if public is None or not len(public.labels):
+        raise ValueError(f"{fer}: no FER-2013 PublicTest faces (test/<class>/PublicTest_*.jpg)")
     genki_all = genki_collection(genki, task, None, split="train")
     keep = np.arange(0, len(genki_all.labels), GENKI_EVERY)
     genki_part = replace(genki_all, name="genki4k-train-subset", labels=genki_all.labels[keep],
