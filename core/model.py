@@ -1,8 +1,10 @@
-"""Loading a Grin model folder (model.keras + metadata.json) and running it in one compiled call."""
+"""Loading a Grin model folder (model.keras + metadata.json) and running it in one compiled call: through a
+runtime that serves its current export (ONNX Runtime, OpenVINO) without TensorFlow, else through Keras."""
 from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,28 +132,52 @@ class Classifier:
         path = self.folder / MODEL_FILE
         if not path.is_file():
             raise ModelError(f"{self.folder}: no {MODEL_FILE}")
-        tf = tensorflow()
-        import keras
-
-        try:
-            self.model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        except Exception as exc:  # keras raises many types for bad files
-            raise ModelError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from None
-        want = (None, *self.preprocess.input_shape)
-        if tuple(self.model.input_shape) != want or self.model.output_shape[-1] != self.task.n_classes:
-            raise ModelError(f"{path}: model shapes {self.model.input_shape} -> {self.model.output_shape} "
-                             f"do not match its metadata {want} -> {self.task.n_classes} classes")
-        spec = tf.TensorSpec((None, *self.preprocess.input_shape), tf.uint8)
-        self._forward = tf.function(self._forward_impl, input_signature=[spec])
-        raw = tf.TensorSpec((None, *self.preprocess.input_shape), tf.float32)
-        self._network = tf.function(lambda x: tf.cast(self.model(x, training=False), tf.float32), input_signature=[raw])
         self.views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
+        self._keras_lock = threading.Lock()
+        self._keras = None   # (model, forward, network): loaded when Keras serves, else on first use
         self._fast, self._exact = self._runtime_forward(path, runtime, exact)
+        if self._fast is None:
+            self._keras_parts()   # Keras serves: load and check it now
+        else:   # a runtime serves the export of this very model.keras: TensorFlow is not imported for it
+            self._check_shapes(*self._fast.io_shapes())
         self.runtime = self._fast.runtime if self._fast else "keras"
         self.precision = self._fast.precision if self._fast else "f32"   # what the network computes in
         if warm_up:
             for n in (1, 4):
                 self.predict(np.zeros((n, *self.preprocess.input_shape), np.uint8))
+
+    def _check_shapes(self, input_shape: tuple, n_outputs: int) -> None:
+        """The network's input shape (without the batch) and class count against the metadata's."""
+        if tuple(input_shape) != tuple(self.preprocess.input_shape) or n_outputs != self.task.n_classes:
+            raise ModelError(f"{self.folder / MODEL_FILE}: model shapes {(None, *input_shape)} -> {(None, n_outputs)} "
+                             f"do not match its metadata {(None, *self.preprocess.input_shape)} -> "
+                             f"{self.task.n_classes} classes")
+
+    def _keras_parts(self):
+        """The Keras model and its two compiled calls, loaded once (TensorFlow imported then)."""
+        with self._keras_lock:
+            if self._keras is None:
+                tf = tensorflow()
+                import keras
+
+                path = self.folder / MODEL_FILE
+                try:
+                    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+                except Exception as exc:  # keras raises many types for bad files
+                    raise ModelError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from None
+                self._check_shapes(tuple(model.input_shape[1:]), model.output_shape[-1])
+                spec = tf.TensorSpec((None, *self.preprocess.input_shape), tf.uint8)
+                raw = tf.TensorSpec((None, *self.preprocess.input_shape), tf.float32)
+                forward = tf.function(lambda x: self._forward_impl(model, x), input_signature=[spec])
+                network = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[raw])
+                self._keras = (model, forward, network)
+        return self._keras
+
+    @property
+    def model(self):
+        """The Keras model (explanations, exports and training use it; predictions need it only where no
+        runtime serves the folder's export)."""
+        return self._keras_parts()[0]
 
     def _runtime_forward(self, source: Path, runtime: str, exact: bool):
         """The fast path for this folder and, where it reads in bfloat16 or int8, the float32 path that
@@ -197,7 +223,7 @@ class Classifier:
         """Model runs per face: the face and its extra crops, each twice with flip averaging."""
         return (1 + len(self.crops)) * (2 if self.meta.tta_flip else 1)
 
-    def _forward_impl(self, x):
+    def _forward_impl(self, model, x):
         tf = tensorflow()
         x = tf.cast(x, tf.float32)
         n = tf.shape(x)[0]
@@ -209,8 +235,8 @@ class Classifier:
         if self.meta.tta_flip:
             views += [tf.reverse(v, axis=[2]) for v in views]
         if len(views) == 1:
-            return tf.cast(self.model(x, training=False), tf.float32)
-        probs = tf.cast(self.model(tf.concat(views, 0), training=False), tf.float32)
+            return tf.cast(model(x, training=False), tf.float32)
+        probs = tf.cast(model(tf.concat(views, 0), training=False), tf.float32)
         return tf.reduce_mean(tf.reshape(probs, (len(views), n, -1)), axis=0)
 
     @property
@@ -252,12 +278,12 @@ class Classifier:
         if group is not None and self.n_groups > 1:
             run = (lambda x: fast(x, group)) if fast else (lambda x: self._group_forward(x, group))
         else:
-            run = fast or (lambda x: self._forward(x).numpy())
+            run = fast or (lambda x: self._keras_parts()[1](x).numpy())
         out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
         return apply_class_bias(np.concatenate(out), bias)
 
     def _group_forward(self, faces: np.ndarray, group: int) -> np.ndarray:
-        probs = self._network(self.views(faces, group)).numpy()
+        probs = self._keras_parts()[2](self.views(faces, group)).numpy()
         return probs.reshape(self.views.group_count(group), len(faces), -1).mean(axis=0)
 
     @property

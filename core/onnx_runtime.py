@@ -146,6 +146,10 @@ class ViewForward:
     def _run(self, x: np.ndarray, parallel: bool) -> np.ndarray:
         raise NotImplementedError
 
+    def io_shapes(self) -> tuple[tuple, int]:
+        """The network's input shape without the batch, and its number of outputs (classes)."""
+        raise NotImplementedError
+
     def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
         """`group`: only that view group (see Views), else every view."""
         n = len(faces)
@@ -168,6 +172,9 @@ class OnnxForward(ViewForward):
 
     def _run(self, x: np.ndarray, parallel: bool) -> np.ndarray:
         return (self.parallel if parallel else self.single).run(None, {INPUT_NAME: x})[0]
+
+    def io_shapes(self) -> tuple[tuple, int]:
+        return tuple(self.single.get_inputs()[0].shape[1:]), self.single.get_outputs()[0].shape[-1]
 
 
 def onnx_available() -> bool:

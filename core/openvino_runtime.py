@@ -68,3 +68,9 @@ class OpenVinoForward(ViewForward):
 
     def _run(self, x: np.ndarray, parallel: bool) -> np.ndarray:
         return self._request(parallel).infer({0: x})[0]
+
+    def io_shapes(self) -> tuple[tuple, int]:
+        def dims(port):
+            return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+
+        return tuple(dims(self.single.input(0))[1:]), dims(self.single.output(0))[-1]

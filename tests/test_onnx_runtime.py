@@ -5,7 +5,11 @@ model.keras) never used."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -275,3 +279,32 @@ def test_a_callers_threshold_moves_the_near_ties_and_exact_reads_float32():
         np.testing.assert_allclose(got[near], want[near], atol=1e-5)
         assert np.abs(got[~near] - want[~near]).max() > 1e-4
         assert (decide(got, served.task, cut) == decide(want, served.task, cut)).all()
+
+
+def test_a_served_export_needs_no_tensorflow(expressions_dir):
+    """Where a current export serves the predictions, neither loading the shipped models nor a command line's
+    prediction imports TensorFlow (about 7 s and 650 MB at each start); the Keras model loads on first use."""
+    code = textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        import numpy as np
+        from core.model import Classifier
+        from core.predict import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            rc = main([{str(expressions_dir / "happy.jpg")!r}, "--task", "expression", "--json"])
+        served = {{t: Classifier("models/" + t) for t in ("smile", "expression")}}
+        probs = served["expression"].predict(np.zeros((3, 48, 48, 1), np.uint8))
+        facts = {{"rc": rc, "label": json.loads(out.getvalue())["images"][0]["faces"][0]["label"],
+                  "runtimes": [c.runtime for c in served.values()], "shape": list(probs.shape),
+                  "tensorflow_before": "tensorflow" in sys.modules,
+                  "keras_input": list(served["smile"].model.input_shape[1:]),
+                  "tensorflow_after": "tensorflow" in sys.modules}}
+        print(json.dumps(facts))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "GRIN_RUNTIME"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=MODELS.parent, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["rc"] == 0 and facts["label"] == "happy" and facts["shape"] == [3, 7]
+    assert "keras" not in facts["runtimes"] and not facts["tensorflow_before"]
+    assert facts["keras_input"] == [64, 64, 1] and facts["tensorflow_after"]
