@@ -48,6 +48,24 @@ def export(folder: str | Path, seed: int = 0) -> dict:
     return meta
 
 
+def ensure_export(folder: str | Path) -> str:
+    """Give a model folder a current model.onnx, so that ONNX Runtime serves it (a trained run the app is
+    to use, say): nothing to do where it has one. Returns "" when it has one now, else why it could not."""
+    from core.model import MODEL_FILE
+    from core.onnx_runtime import stale_reason
+
+    folder = Path(folder)
+    if not stale_reason(folder, folder / MODEL_FILE):
+        return ""
+    try:
+        export(folder)
+    except ImportError as exc:
+        return f"the ONNX exporter is not installed ({exc})"
+    except Exception as exc:   # the converter raises many types; Keras still serves the folder
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    return ""
+
+
 def main(argv=None) -> int:
     quiet_command(argv)
     p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])

@@ -11,6 +11,7 @@ from core.decision import with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
 from core.model import Classifier, ModelError
+from core.onnx_runtime import INT8_META, ONNX_META
 from core.pipeline import Face, Pipeline
 from core.registry import default_model, list_models
 from core.runtime import freeze_long_lived
@@ -47,15 +48,19 @@ class Selection:
 
     @property
     def model_key(self) -> tuple[str, float]:
-        """(path, modification time): changes when the model file is replaced, so caches reload it."""
+        """(path, modification time): changes when the model file or an export is replaced, so caches reload it."""
         return (str(self.model_path), model_mtime(self.model_path)) if self.model_path else ("", 0.0)
 
 
 def model_mtime(path: Path) -> float:
-    try:
-        return (Path(path) / "model.keras").stat().st_mtime
-    except OSError:
-        return 0.0
+    """The latest change of the model file or of an export beside it (a new export is served at once)."""
+    times = []
+    for name in ("model.keras", ONNX_META, INT8_META):
+        try:
+            times.append((Path(path) / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
 
 
 def remember(key: str, default, options: list | None = None) -> str:

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from core.export import ensure_export
 from core.model import ModelError
 from core.preprocess import EQUALIZE, MAX_INPUT
 from core.registry import default_model, list_models, runs_root, set_default_model
@@ -192,13 +193,16 @@ def actions(run: Run, task, buttons) -> None:
             buttons[0].success(f"The app's {task.title.lower()} model", icon=":material/check_circle:")
         elif buttons[0].button("Use as the app's model", type="primary", icon=":material/check_circle:",
                                key=f"use.{run.name}"):
+            with st.spinner("Exporting it for ONNX Runtime, which serves it faster than Keras…"):
+                slow = ensure_export(run.path)   # before it is served, so that the export serves it
             try:
                 set_default_model(task.name, run.path)
             except ModelError as exc:
                 show_error(exc)
                 return
             choose_model(task.name, run.path)
-            st.session_state["train.flash"] = f"{run.name} is now the app's {task.title.lower()} model."
+            st.session_state["train.flash"] = f"{run.name} is now the app's {task.title.lower()} model." + (
+                f" Keras serves it (slower): its ONNX export failed ({slow})." if slow else "")
             st.rerun()
     metrics = run.metrics()
     unfinished = not metrics or metrics[-1]["epoch"] < metrics[-1]["epochs"]

@@ -308,3 +308,28 @@ def test_a_served_export_needs_no_tensorflow(expressions_dir):
     assert facts["rc"] == 0 and facts["label"] == "happy" and facts["shape"] == [3, 7]
     assert "keras" not in facts["runtimes"] and not facts["tensorflow_before"]
     assert facts["keras_input"] == [64, 64, 1] and facts["tensorflow_after"]
+
+
+def test_a_trained_folder_is_exported_once_and_then_served_by_onnx_runtime(tmp_path):
+    """ensure_export (the Training page runs it before a run becomes the app's model): a folder with only
+    model.keras gets a current model.onnx that serves it with Keras's probabilities; a second call leaves it be;
+    a model.keras that cannot be exported gives the reason and leaves Keras to serve."""
+    from core.export import ensure_export
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("model.keras", "metadata.json"):
+        shutil.copy(MODELS / "smile" / name, folder / name)
+    keras_served = Classifier(folder, warm_up=False)
+    assert keras_served.runtime == "keras"
+    assert ensure_export(folder) == ""
+    assert stale_reason(folder, folder / "model.keras") == ""
+    written = (folder / ONNX_FILE).stat().st_mtime_ns
+    served = Classifier(folder, warm_up=False)
+    assert served.runtime == "onnx"
+    faces = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 1)).astype(np.uint8)
+    np.testing.assert_allclose(served.predict(faces), keras_served.predict(faces), atol=1e-4)
+    assert ensure_export(folder) == "" and (folder / ONNX_FILE).stat().st_mtime_ns == written
+    (folder / "model.keras").write_text("not a model")
+    reason = ensure_export(folder)
+    assert "cannot be loaded safely" in reason and (folder / ONNX_FILE).stat().st_mtime_ns == written

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from core.onnx_runtime import stale_reason
 from ui import assert_no_exception, goto_page, save_screenshot, wait_for_app
 
 GENKI = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "genki4k"
@@ -106,6 +107,8 @@ def test_a_short_run_from_the_page(page, app_server):
     expect(main.get_by_text(f"{RUN} is now the app's smile model.")).to_be_visible(timeout=30_000)
     chosen = json.loads((app_server.runs / "active_models.json").read_text())
     assert chosen["smile"] == str((app_server.runs / RUN).resolve())
+    run_dir = app_server.runs / RUN   # exported on the way, so ONNX Runtime serves it, not Keras
+    assert stale_reason(run_dir, run_dir / "model.keras") == ""
     expect(page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Model")).to_have_value(
         re.compile(rf"^{RUN} \(run"))
     expect(main.get_by_text("The app's smile model", exact=True)).to_be_visible()
