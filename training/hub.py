@@ -109,7 +109,7 @@ def check_model_folder(folder: str | Path, task: str | None = None, load: bool =
         from core.model import Classifier
 
         try:
-            clf = Classifier(folder, warm_up=False)
+            clf = Classifier(folder, warm_up=False, runtime="keras")   # Keras itself, in safe mode
             probs = clf.predict(np.zeros((1, *clf.preprocess.input_shape), np.uint8))
         except ModelError as exc:
             raise HubError(f"{label}: refused: {exc}") from None
