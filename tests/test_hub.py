@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from core.model import META_FILE, MODEL_FILE, Classifier, ModelMeta
+from core.onnx_runtime import ONNX_FILE, ONNX_META, sha256, stale_reason
 from core.registry import list_models
 from fake_hub import FakeHub
 from training import hub
@@ -402,3 +403,17 @@ def test_models_page_on_a_space_never_pushes_with_the_server_token(page_env, pub
     at.run()
     assert "Enter a Hugging Face token with write access" in at.error[0].value
     assert len(fh.requests) == n and "someone/visitor-push" not in fh.repos
+
+
+def test_the_check_loads_model_keras_even_beside_a_current_export(tiny_run, tmp_path):
+    """An ONNX export whose sidecar names the folder's model.keras (as a crafted upload could) does not spare that
+    model.keras Keras's safe-mode load, although predictions would be served by the export without it."""
+    folder = tmp_path / "crafted"
+    folder.mkdir()
+    _lambda_model(folder, tiny_run)
+    shutil.copy(REPO / "models" / "smile" / ONNX_FILE, folder / ONNX_FILE)
+    sidecar = json.loads((REPO / "models" / "smile" / ONNX_META).read_text())
+    (folder / ONNX_META).write_text(json.dumps({**sidecar, "source_sha256": sha256(folder / MODEL_FILE)}))
+    assert stale_reason(folder, folder / MODEL_FILE) == ""
+    with pytest.raises(hub.HubError, match="cannot be loaded safely"):
+        hub.check_model_folder(folder, task="smile")
