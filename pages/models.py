@@ -99,7 +99,8 @@ def pull_form(token) -> None:
                 show_error(exc)
                 return
         st.session_state["hub.notice"] = (f"Pulled {r.repo_id}@{r.revision} (commit {r.commit[:10]}), a "
-                                          f"{r.meta.task} model: choose it in the sidebar's model picker.")
+                                          f"{r.meta.task} model, served by {r.served_by}: choose it in the sidebar's model "
+                                          "picker.")
         st.rerun()
 
 

@@ -66,6 +66,12 @@ class PullResult:
     commit: str
     path: Path          # the installed folder under hub_root()
     meta: ModelMeta
+    export_error: str = ""   # why no ONNX export could be made for it (Keras serves it then); "" when made
+
+    @property
+    def served_by(self) -> str:
+        """A phrase for what will serve it."""
+        return f"Keras (its ONNX export failed: {self.export_error})" if self.export_error else "ONNX Runtime"
 
 
 def effective_token(entered: str | None = None, env: dict[str, str] | None = None) -> str | bool | None:
@@ -210,7 +216,10 @@ def pull(repo_id: str, revision: str | None = None, *, task: str | None = None, 
     path = _install(snapshot, pulled_folder(repo_id, revision), {
         "repo_id": repo_id, "revision": revision or "main", "commit": commit,
         "endpoint": endpoint, "pulled": dt.datetime.now().isoformat(timespec="seconds")})
-    return PullResult(repo_id, revision or "main", commit, path, meta)
+    from core.export import ensure_export
+
+    # exported here rather than fetched: the export is made from the checked model.keras by this machine's tools
+    return PullResult(repo_id, revision or "main", commit, path, meta, ensure_export(path))
 
 
 def _install(snapshot: Path, dest: Path, provenance: dict) -> Path:
@@ -371,7 +380,8 @@ def main(argv=None) -> int:
             r = pull(args.repo_id, args.revision, task=args.task)
             acc = r.meta.metrics.get("test_accuracy")
             print(f"pulled {r.repo_id}@{r.revision} (commit {r.commit[:10]}), a {r.meta.task} model"
-                  + (f" with test accuracy {acc:.1%}" if acc is not None else "") + f", into {r.path}")
+                  + (f" with test accuracy {acc:.1%}" if acc is not None else "") + f", into {r.path}; "
+                  f"served by {r.served_by}")
         elif args.cmd == "list":
             _list(args.task)
         else:
