@@ -7,6 +7,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +27,15 @@ RUNTIME_TITLES = {"keras": "Keras", "onnx": "ONNX Runtime", "int8": "ONNX Runtim
 # bfloat16 reads closer than this to another decision are read again in float32 (the largest bfloat16
 # difference seen on 7,778 test faces was 0.03 of a probability; ties flipped only below 0.013)
 NEAR_TIE = 0.1
+
+
+class KerasParts(NamedTuple):
+    """A model folder's Keras network and its compiled calls: uint8 faces to view-averaged probabilities
+    (`forward`), float32 network inputs to probabilities (`network`)."""
+
+    model: Any
+    forward: Any
+    network: Any
 
 
 class ModelError(ValueError):
@@ -134,7 +144,7 @@ class Classifier:
             raise ModelError(f"{self.folder}: no {MODEL_FILE}")
         self.views = Views(self.preprocess.input_size, tuple(tuple(b) for b in self.crops), self.meta.tta_flip)
         self._keras_lock = threading.Lock()
-        self._keras = None   # (model, forward, network): loaded when Keras serves, else on first use
+        self._keras: KerasParts | None = None   # loaded when Keras serves, else on first use
         self._fast, self._exact = self._runtime_forward(path, runtime, exact)
         if self._fast is None:
             self._keras_parts()   # Keras serves: load and check it now
@@ -153,7 +163,7 @@ class Classifier:
                              f"do not match its metadata {(None, *self.preprocess.input_shape)} -> "
                              f"{self.task.n_classes} classes")
 
-    def _keras_parts(self):
+    def _keras_parts(self) -> KerasParts:
         """The Keras model and its two compiled calls, loaded once (TensorFlow imported then)."""
         with self._keras_lock:
             if self._keras is None:
@@ -170,14 +180,14 @@ class Classifier:
                 raw = tf.TensorSpec((None, *self.preprocess.input_shape), tf.float32)
                 forward = tf.function(lambda x: self._forward_impl(model, x), input_signature=[spec])
                 network = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[raw])
-                self._keras = (model, forward, network)
+                self._keras = KerasParts(model, forward, network)
         return self._keras
 
     @property
     def model(self):
         """The Keras model (explanations, exports and training use it; predictions need it only where no
         runtime serves the folder's export)."""
-        return self._keras_parts()[0]
+        return self._keras_parts().model
 
     def _runtime_forward(self, source: Path, runtime: str, exact: bool):
         """The fast path for this folder and, where it reads in bfloat16 or int8, the float32 path that
@@ -278,12 +288,12 @@ class Classifier:
         if group is not None and self.n_groups > 1:
             run = (lambda x: fast(x, group)) if fast else (lambda x: self._group_forward(x, group))
         else:
-            run = fast or (lambda x: self._keras_parts()[1](x).numpy())
+            run = fast or (lambda x: self._keras_parts().forward(x).numpy())
         out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
         return apply_class_bias(np.concatenate(out), bias)
 
     def _group_forward(self, faces: np.ndarray, group: int) -> np.ndarray:
-        probs = self._keras_parts()[2](self.views(faces, group)).numpy()
+        probs = self._keras_parts().network(self.views(faces, group)).numpy()
         return probs.reshape(self.views.group_count(group), len(faces), -1).mean(axis=0)
 
     @property
