@@ -251,8 +251,9 @@ class Classifier:
 
     @property
     def n_groups(self) -> int:
-        """Test-time view groups: the whole face and each extra crop (with its mirror when tta_flip)."""
-        return 1 + len(self.crops)
+        """Test-time view groups (see Views.groups): the whole face and each extra crop, with its mirror when
+        tta_flip; a model with no extra crops has the face and its mirror."""
+        return self.views.groups
 
     def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None,
                 threshold: float | None = None, reread_near_ties: bool = True,

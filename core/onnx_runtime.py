@@ -82,18 +82,30 @@ class Views:
         return (1 + len(self.crops)) * (2 if self.flip else 1)
 
     @property
+    def mirrors_apart(self) -> bool:
+        """Whether the face and its mirror are groups of their own: a model without extra crops (smile),
+        whose one group would otherwise be every view, so a stream could not spread its cost."""
+        return self.flip and not self.crops
+
+    @property
     def groups(self) -> int:
-        """View groups: the whole face and each crop (each with its mirror, with flip)."""
-        return 1 + len(self.crops)
+        """View groups: the whole face and each crop (each with its mirror, with flip); for a model with
+        no crops, the face and its mirror."""
+        return 2 if self.mirrors_apart else 1 + len(self.crops)
 
     def group_count(self, group: int | None) -> int:
         """Network inputs per face for one group (None: all of them)."""
-        return self.count if group is None else (2 if self.flip else 1)
+        if group is None:
+            return self.count
+        return 2 if self.flip and not self.mirrors_apart else 1
 
     def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
         """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path;
-        `group` k: only the whole face (k = 0) or the k-th crop, with its mirror."""
+        `group` k (modulo `groups`): only the whole face (k = 0) or the k-th crop, with its mirror; for a
+        model with no crops, the face (k even) or its mirror (k odd)."""
         x = faces.astype(np.float32)
+        if group is not None and self.mirrors_apart:
+            return np.ascontiguousarray(x[:, :, ::-1] if group % 2 else x)
         boxes = [None, *self.crops] if group is None else [[None, *self.crops][group % self.groups]]
         views = []
         for box in boxes:

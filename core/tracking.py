@@ -30,8 +30,9 @@ class TrackingConfig:
     label_margin: float = 0.15
     label_frames: int = 8
     # A model with a ten-crop test (expression) runs one view group a frame, in turn: the whole face, then each
-    # corner crop, each with its mirror; the smoothing averages them over frames, at a fifth of the cost.
-    # A face's first frame runs every view, so that its first label is the ten-crop test's.
+    # corner crop, each with its mirror; the smoothing averages them over frames, at a fifth of the cost. A
+    # model with no extra crops (smile) reads the face and its mirror on alternate frames, at half the cost.
+    # A face's first frame runs every view, so that its first label is the full test's.
     spread_views: bool = True
 
 

@@ -214,7 +214,8 @@ def test_large_calls_run_on_every_core_with_the_same_probabilities():
 @pytest.mark.parametrize("runtime", ["onnx", "keras"])
 def test_view_groups_average_to_the_whole_ten_crop_test(runtime):
     """The expression model's five view groups (the face and each corner crop, each with its mirror), averaged,
-    are its ten-crop probabilities on the real posed photos; each group alone is a different read."""
+    are its ten-crop probabilities on the real posed photos; each group alone is a different read. The smile model
+    (no crops) has two: the face and its mirror."""
     import cv2
 
     from tests.conftest import EXPRESSIONS, need
@@ -231,8 +232,11 @@ def test_view_groups_average_to_the_whole_ten_crop_test(runtime):
     np.testing.assert_allclose(clf.predict(faces, group=7), groups[2], atol=1e-6)   # modulo the groups
     smile = Classifier(MODELS / "smile", warm_up=False, runtime=runtime)
     big = np.stack([cv2.resize(f, (64, 64))[:, :, None] for f in faces])
-    assert smile.n_groups == 1   # no crops: a group is every view
-    np.testing.assert_allclose(smile.predict(big, group=3), smile.predict(big), atol=1e-6)
+    assert smile.n_groups == 2   # no crops: the face and its mirror are groups of their own
+    face, mirror = smile.predict(big, group=0), smile.predict(big, group=3)
+    np.testing.assert_allclose((face + mirror) / 2, smile.predict(big), atol=1e-5)
+    assert np.abs(face - mirror).max() > 1e-3
+    np.testing.assert_allclose(mirror, smile.predict(big[:, :, ::-1], group=0), atol=1e-6)   # 3: the mirror
 
 
 def test_an_operator_chooses_the_runtime_with_grin_runtime(monkeypatch):

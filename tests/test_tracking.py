@@ -167,18 +167,21 @@ def test_label_hysteresis_holds_a_shown_class_against_a_narrow_flickering_lead()
     assert show({5: 0.2, 0: 0.6}) == 0                      # a clear lead (0.4 > 0.15): at once
 
 
+@pytest.mark.parametrize("task, photo, label", [("expression", "neutral.jpg", "neutral"), ("smile", "happy.jpg", "smile")])
 @pytest.mark.parametrize("spread", [True, False])
-def test_a_ten_crop_model_runs_one_view_group_a_frame_and_every_view_for_a_new_face(expression_classifier, spread):
-    """On a still real face: the first frame of the face reads all ten views, later frames one group each in turn
-    (spread_views), and the smoothed probabilities stay near the ten-crop test's, with the same label."""
+def test_a_stream_runs_one_view_group_a_frame_and_every_view_for_a_new_face(request, task, photo, label, spread):
+    """On a still real face: the first frame of the face reads every view, later frames one group each in turn
+    (spread_views: for the expression model a crop with its mirror, for the smile model the face or its mirror),
+    and the smoothed probabilities stay near the full test's, with the same label."""
     import cv2
 
     from core.preprocess import crop_faces
     from tests.conftest import EXPRESSIONS, need
 
-    photo = cv2.cvtColor(cv2.imread(str(need(EXPRESSIONS / "neutral.jpg"))), cv2.COLOR_BGR2RGB)
+    photo = cv2.cvtColor(cv2.imread(str(need(EXPRESSIONS / photo))), cv2.COLOR_BGR2RGB)
     frame = cv2.resize(photo, (640, round(640 * photo.shape[0] / photo.shape[1])))
-    clf = expression_classifier
+    clf = request.getfixturevalue(f"{task}_classifier")
+    assert clf.n_groups == {"expression": 5, "smile": 2}[task]
     follower = FaceFollower(Pipeline(clf, FaceDetector(LIVE_DETECTOR)), TrackingConfig(spread_views=spread))
     for i in range(12):
         (face,) = follower(frame, t=i / 15)
@@ -186,5 +189,5 @@ def test_a_ten_crop_model_runs_one_view_group_a_frame_and_every_view_for_a_new_f
         full = clf.predict(crop)[0]
         want = full if i == 0 or not spread else clf.predict(crop, group=i)[0]
         np.testing.assert_allclose(follower.raw[0].probs, want, atol=1e-4)
-        assert face.face.class_name == "neutral" == clf.task.class_names[int(full.argmax())]
+        assert face.face.class_name == label == clf.task.class_names[int(full.argmax())]
     assert np.abs(face.face.probs - full).max() < 0.1
