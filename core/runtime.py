@@ -92,6 +92,28 @@ def freeze_long_lived() -> None:
     gc.freeze()
 
 
+def keep_keras_session() -> None:
+    """For a server that builds its models once and shares them (the app): once something has imported Keras,
+    make keras.backend.clear_session() do nothing, and leave TensorFlow's objects out of the collector's passes.
+    Nothing is imported by calling it.
+
+    Streamlit calls keras.backend.clear_session() after every script run, fragment reruns too (the webcam page
+    refreshes its figures each second). In Keras 3 that resets global state and runs a full gc.collect() with the
+    GIL held, stalling the frame callback for hundreds of milliseconds; the app calls this at the end of each
+    script run, before Streamlit's call."""
+    backend = getattr(sys.modules.get("keras"), "backend", None)
+    clear_session = getattr(backend, "clear_session", None)    # None while another thread is still importing it
+    if clear_session is None or getattr(clear_session, "grin_keeps_session", False):
+        return
+
+    def keep_session(*args, **kwargs) -> None:
+        pass
+
+    keep_session.grin_keeps_session = True
+    backend.clear_session = keep_session
+    freeze_long_lived()     # TensorFlow's half a million objects
+
+
 def tensorflow():
     """The tensorflow module, imported once (about 4 s) with sensible process-wide settings."""
     global _tf
@@ -113,6 +135,11 @@ def tensorflow():
                 tf.get_logger().setLevel(logging.ERROR)
             _tf = tf
     return _tf
+
+
+def tensorflow_loaded() -> bool:
+    """Whether `tensorflow()` has imported TensorFlow in this process (nothing is imported by asking)."""
+    return _tf is not None
 
 
 def _import_before_tensorflow() -> None:

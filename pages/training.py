@@ -24,8 +24,11 @@ D, A = TrainConfig(), Augment()
 
 
 def architectures(task: str) -> list[str]:
-    from core.runtime import tensorflow
+    from core.runtime import tensorflow, tensorflow_loaded
 
+    if not tensorflow_loaded():   # the app imports TensorFlow only where it is needed: here, heat maps, the Hub
+        with st.spinner("Loading TensorFlow (a few seconds, once)…"):
+            tensorflow()
     tensorflow()  # Keras below needs it: import it once, under the app's lock (never in two threads at once)
     from training.architectures import ARCHITECTURES
     from training.baselines import BASELINES

@@ -135,3 +135,35 @@ def test_a_frozen_server_leaves_its_models_out_of_collections_and_still_frees_ga
         assert old() is None, "and freed by the next freeze once dropped"
     finally:
         gc.unfreeze()
+
+
+def test_the_app_keeps_keras_session_once_keras_is_imported_and_imports_nothing_itself():
+    """keep_keras_session (app.py calls it after every script run, before Streamlit's keras.backend.clear_session()):
+    before anything imported Keras it imports nothing; afterwards clear_session no longer resets Keras's global
+    state (Keras's own counters run on) and TensorFlow's objects are out of the collector's passes. Without it,
+    clear_session resets the counters (checked first, so the test fails where the patch does not take)."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import gc, json, sys
+from core.runtime import keep_keras_session, tensorflow
+keep_keras_session()
+imported = "keras" in sys.modules or "tensorflow" in sys.modules
+tensorflow()
+import keras
+keras.backend.get_uid("grin"); keras.backend.clear_session()
+reset = keras.backend.get_uid("grin")
+keep_keras_session(); keep_keras_session()
+first = keras.backend.get_uid("grin"); keras.backend.clear_session()
+print(json.dumps({"imported": imported, "reset": reset, "first": first, "after": keras.backend.get_uid("grin"),
+                  "frozen": gc.get_freeze_count()}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["imported"] is False, "nothing imported before a page needs Keras"
+    assert r["reset"] == 1, "Keras's own clear_session resets its counters"
+    assert r["after"] == r["first"] + 1, "once kept, clear_session leaves them"
+    assert r["frozen"] > 100_000, "TensorFlow's objects are frozen"

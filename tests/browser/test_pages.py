@@ -59,6 +59,47 @@ def test_the_first_page_shows_within_5_s_of_launch(browser, tmp_path):
     assert best < 5.0, f"the home page took {best:.1f} s to show after launch"
 
 
+def tensorflow_in(pid: int) -> bool:
+    """Whether TensorFlow's native library is loaded in process `pid`."""
+    return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def rss_mb(pid: int) -> int:
+    return next(int(line.split()[1]) // 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:"))
+
+
+def test_tensorflow_is_loaded_only_by_a_page_that_needs_it(browser, tmp_path):
+    """Labelling a photo is served without TensorFlow (about 650 MB less for a server whose users only label
+    faces); the Training page loads it and works."""
+    photo = Path(__file__).resolve().parents[2].parent / "shared" / "media" / "expressions" / "happy.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} is absent (shared test media)")
+    env = dict(os.environ, GRIN_ICE="none", GRIN_RUNS=str(tmp_path / "runs"), GRIN_HUB_DIR=str(tmp_path / "hub"))
+    proc, url = start_server(env, tmp_path / "streamlit.log")
+    context = browser.new_context(base_url=url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(60_000)
+    try:
+        page = context.new_page()
+        goto_page(page, "upload")
+        page.locator('[data-testid="stFileUploader"]').filter(has_text="Images").locator('input[type="file"]') \
+            .set_input_files([str(photo)])
+        wait_for_rerun(page)
+        expect(page.get_by_role("button", name="Download the table (CSV)")).to_be_visible(timeout=60_000)
+        expect(page.locator('[data-testid="stImage"]')).to_have_count(1)
+        assert_no_exception(page)
+        labelled = rss_mb(proc.pid)
+        assert not tensorflow_in(proc.pid), "a photo was labelled without TensorFlow"
+        goto_page(page, "training")
+        expect(page.get_by_text("Architecture").first).to_be_visible(timeout=120_000)
+        assert_no_exception(page)
+        assert tensorflow_in(proc.pid), "the Training page needs Keras"
+        print(f"\nserver memory: {labelled} MB after labelling a photo, {rss_mb(proc.pid)} MB with TensorFlow")
+    finally:
+        context.close()
+        stop_server(proc)
+
+
 def test_home(page, screenshot):
     goto_page(page, "home")
     assert_no_exception(page)
