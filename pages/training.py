@@ -1,5 +1,6 @@
 """Training: set up a run, start it in its own process, watch it learn live, stop it, compare runs,
 and make a finished run the app's model."""
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +27,10 @@ D, A = TrainConfig(), Augment()
 def architectures(task: str) -> list[str]:
     from core.runtime import tensorflow, tensorflow_loaded
 
-    if not tensorflow_loaded():   # the app imports TensorFlow only where it is needed: here, heat maps, the Hub
-        with st.spinner("Loading TensorFlow (a few seconds, once)…"):
-            tensorflow()
-    tensorflow()  # Keras below needs it: import it once, under the app's lock (never in two threads at once)
+    # Keras below needs TensorFlow: imported once, under the app's lock (never in two threads at once). The app
+    # imports it only where it is needed (here, heat maps, the Hub), so a first visit waits for it.
+    with st.spinner("Loading TensorFlow (a few seconds, once)…") if not tensorflow_loaded() else nullcontext():
+        tensorflow()
     from training.architectures import ARCHITECTURES
     from training.baselines import BASELINES
 
