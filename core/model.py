@@ -251,8 +251,7 @@ class Classifier:
 
     @property
     def n_groups(self) -> int:
-        """Test-time view groups (see Views.groups): the whole face and each extra crop, with its mirror when
-        tta_flip; a model with no extra crops has the face and its mirror."""
+        """Test-time view groups a stream reads in turn (see Views.groups): each view alone."""
         return self.views.groups
 
     def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None,

@@ -82,31 +82,25 @@ class Views:
         return (1 + len(self.crops)) * (2 if self.flip else 1)
 
     @property
-    def mirrors_apart(self) -> bool:
-        """Whether the face and its mirror are groups of their own: a model without extra crops (smile),
-        whose one group would otherwise be every view, so a stream could not spread its cost."""
-        return self.flip and not self.crops
-
-    @property
     def groups(self) -> int:
-        """View groups: the whole face and each crop (each with its mirror, with flip); for a model with
-        no crops, the face and its mirror."""
-        return 2 if self.mirrors_apart else 1 + len(self.crops)
+        """View groups a stream reads in turn, one a frame: each view alone (see `__call__`)."""
+        return self.count
 
     def group_count(self, group: int | None) -> int:
         """Network inputs per face for one group (None: all of them)."""
-        if group is None:
-            return self.count
-        return 2 if self.flip and not self.mirrors_apart else 1
+        return self.count if group is None else 1
 
     def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
         """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path;
-        `group` k (modulo `groups`): only the whole face (k = 0) or the k-th crop, with its mirror; for a
-        model with no crops, the face (k even) or its mirror (k odd)."""
+        `group` k (modulo `groups`): only one view, in the order the face, its mirror, the first crop, its
+        mirror... (a crop and its mirror on consecutive frames of a stream)."""
         x = faces.astype(np.float32)
-        if group is not None and self.mirrors_apart:
-            return np.ascontiguousarray(x[:, :, ::-1] if group % 2 else x)
-        boxes = [None, *self.crops] if group is None else [[None, *self.crops][group % self.groups]]
+        if group is not None:
+            k = group % self.groups
+            crop, mirrored = (k // 2, k % 2) if self.flip else (k, 0)
+            boxes = [[None, *self.crops][crop]]
+        else:
+            boxes, mirrored = [None, *self.crops], 0
         views = []
         for box in boxes:
             if box is None:
@@ -115,6 +109,8 @@ class Views:
             y1, x1, y2, x2 = box
             wy, wx = crop_matrix(y1, y2, self.size), crop_matrix(x1, x2, self.size)
             views.append(np.einsum("ih,nhwc,jw->nijc", wy, x, wx, optimize=True))
+        if group is not None:
+            return np.ascontiguousarray(views[0][:, :, ::-1] if mirrored else views[0])
         if self.flip:
             views += [v[:, :, ::-1] for v in views]
         return np.ascontiguousarray(np.concatenate(views))

@@ -29,10 +29,10 @@ class TrackingConfig:
     # at once when it leads the shown class by `label_margin`, else after it is top `label_frames` frames in a row.
     label_margin: float = 0.15
     label_frames: int = 8
-    # A model with a ten-crop test (expression) runs one view group a frame, in turn: the whole face, then each
-    # corner crop, each with its mirror; the smoothing averages them over frames, at a fifth of the cost. A
-    # model with no extra crops (smile) reads the face and its mirror on alternate frames, at half the cost.
-    # A face's first frame runs every view, so that its first label is the full test's.
+    # A stream reads one test-time view of each face a frame, in turn: the face, its mirror, then each corner crop
+    # and its mirror (the expression model's ten-crop test, at a tenth of the cost; the smile model's face and
+    # mirror, at half); the smoothing averages them over frames. A face's first frame reads every view, so that
+    # its first label is the full test's.
     spread_views: bool = True
 
 
@@ -147,7 +147,7 @@ class FaceFollower:
         self._since_fine = 0
         self._whole = 0       # scheduled whole-frame searches while faces were tracked (every fine_every-th is fine)
         self._last_t: float | None = None
-        self._frames = 0      # frames seen: picks the view group of models with several (spread_views)
+        self._frames = 0      # frames seen: picks the view each frame reads (spread_views)
         self.search = ""      # how the last frame was searched: "fine", "coarse" (whole frame) or "near"
         self.raw: list[Face] = []   # the last frame's faces before smoothing (the tracked boxes, this frame's probabilities)
 
@@ -200,7 +200,7 @@ class FaceFollower:
         self._last_t = t
         found = self.find(image)
         boxes, fresh = self.tracker.coast(found), len(found)
-        # one view group a frame (spread_views), but every view for a face seen for the first time
+        # one view a frame (spread_views), but every view for a face seen for the first time
         new_face = len(self.tracker.match(boxes)) < len(boxes)
         group = self._frames if self.config.spread_views and not new_face else None
         self._frames += 1

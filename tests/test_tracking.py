@@ -171,7 +171,7 @@ def test_label_hysteresis_holds_a_shown_class_against_a_narrow_flickering_lead()
 @pytest.mark.parametrize("spread", [True, False])
 def test_a_stream_runs_one_view_group_a_frame_and_every_view_for_a_new_face(request, task, photo, label, spread):
     """On a still real face: the first frame of the face reads every view, later frames one group each in turn
-    (spread_views: for the expression model a crop with its mirror, for the smile model the face or its mirror),
+    (spread_views: one view a frame, the face, its mirror, then each crop and its mirror),
     and the smoothed probabilities stay near the full test's, with the same label."""
     import cv2
 
@@ -181,7 +181,7 @@ def test_a_stream_runs_one_view_group_a_frame_and_every_view_for_a_new_face(requ
     photo = cv2.cvtColor(cv2.imread(str(need(EXPRESSIONS / photo))), cv2.COLOR_BGR2RGB)
     frame = cv2.resize(photo, (640, round(640 * photo.shape[0] / photo.shape[1])))
     clf = request.getfixturevalue(f"{task}_classifier")
-    assert clf.n_groups == {"expression": 5, "smile": 2}[task]
+    assert clf.n_groups == {"expression": 10, "smile": 2}[task]
     follower = FaceFollower(Pipeline(clf, FaceDetector(LIVE_DETECTOR)), TrackingConfig(spread_views=spread))
     for i in range(12):
         (face,) = follower(frame, t=i / 15)
