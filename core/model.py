@@ -231,7 +231,7 @@ class Classifier:
     @property
     def n_views(self) -> int:
         """Model runs per face: the face and its extra crops, each twice with flip averaging."""
-        return (1 + len(self.crops)) * (2 if self.meta.tta_flip else 1)
+        return self.views.count
 
     def _forward_impl(self, model, x):
         tf = tensorflow()
@@ -249,28 +249,23 @@ class Classifier:
         probs = tf.cast(model(tf.concat(views, 0), training=False), tf.float32)
         return tf.reduce_mean(tf.reshape(probs, (len(views), n, -1)), axis=0)
 
-    @property
-    def n_groups(self) -> int:
-        """Test-time view groups a stream reads in turn (see Views.groups): each view alone."""
-        return self.views.groups
-
-    def predict(self, faces: np.ndarray, batch_size: int = 256, group: int | None = None,
+    def predict(self, faces: np.ndarray, batch_size: int = 256, view: int | None = None,
                 threshold: float | None = None, reread_near_ties: bool = True,
                 class_bias: list[float] | tuple[float, ...] | None = None) -> np.ndarray:
-        """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels). `group` k: only the
-        k-th view group (k modulo n_groups), a fraction of the cost; a stream averages them over frames.
+        """Probabilities (N, n_classes) for uint8 crops (N, size, size, channels). `view` k: only the
+        k-th view (k modulo n_views, see Views), a fraction of the cost; a stream averages them over frames.
         `threshold`: the decision threshold the caller will apply (binary tasks; None: the model's).
         `class_bias`: offsets added to the log-probabilities instead of the model's own (see `class_bias`).
         `reread_near_ties=False`: a bfloat16 or int8 read alone, to measure what the re-read saves."""
         if len(faces) == 0:
             return np.zeros((0, self.task.n_classes), np.float32)
         bias = self.class_bias(class_bias)
-        probs = self._probs(self._fast, faces, batch_size, group, bias)
+        probs = self._probs(self._fast, faces, batch_size, view, bias)
         if self._exact is not None and reread_near_ties:   # near ties read again in float32: Keras's labels
             cut = self.meta.threshold if threshold is None else threshold
             near = np.flatnonzero(decision_margin(probs, self.task, cut) < NEAR_TIE)
             if len(near):
-                probs[near] = self._probs(self._exact, faces[near], batch_size, group, bias)
+                probs[near] = self._probs(self._exact, faces[near], batch_size, view, bias)
         return probs
 
     def class_bias(self, override: list[float] | tuple[float, ...] | None = None) -> list[float]:
@@ -282,19 +277,18 @@ class Classifier:
             raise ModelError(f"class offsets must be {self.task.n_classes} finite numbers, not {list(override)}")
         return [float(b) for b in override]
 
-    def _probs(self, fast, faces: np.ndarray, batch_size: int, group: int | None,
+    def _probs(self, fast, faces: np.ndarray, batch_size: int, view: int | None,
                bias: list[float]) -> np.ndarray:
         """Probabilities through `fast` (a runtime's forward), else Keras, with `bias` applied."""
-        if group is not None and self.n_groups > 1:
-            run = (lambda x: fast(x, group)) if fast else (lambda x: self._group_forward(x, group))
+        if view is not None and self.n_views > 1:
+            run = (lambda x: fast(x, view)) if fast else (lambda x: self._view_forward(x, view))
         else:
             run = fast or (lambda x: self._keras_parts().forward(x).numpy())
         out = [run(faces[i:i + batch_size]) for i in range(0, len(faces), batch_size)]
         return apply_class_bias(np.concatenate(out), bias)
 
-    def _group_forward(self, faces: np.ndarray, group: int) -> np.ndarray:
-        probs = self._keras_parts().network(self.views(faces, group)).numpy()
-        return probs.reshape(self.views.group_count(group), len(faces), -1).mean(axis=0)
+    def _view_forward(self, faces: np.ndarray, view: int) -> np.ndarray:
+        return self._keras_parts().network(self.views(faces, view)).numpy()
 
     @property
     def n_params(self) -> int:

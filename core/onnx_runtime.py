@@ -79,38 +79,26 @@ class Views:
 
     @property
     def count(self) -> int:
+        """Network inputs per face: the face and each crop, each with its mirror where `flip`."""
         return (1 + len(self.crops)) * (2 if self.flip else 1)
 
-    @property
-    def groups(self) -> int:
-        """View groups a stream reads in turn, one a frame: each view alone (see `__call__`)."""
-        return self.count
+    def _crop(self, x: np.ndarray, box) -> np.ndarray:
+        if box is None:
+            return x
+        y1, x1, y2, x2 = box
+        wy, wx = crop_matrix(y1, y2, self.size), crop_matrix(x1, x2, self.size)
+        return np.einsum("ih,nhwc,jw->nijc", wy, x, wx, optimize=True)
 
-    def group_count(self, group: int | None) -> int:
-        """Network inputs per face for one group (None: all of them)."""
-        return self.count if group is None else 1
-
-    def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
-        """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path;
-        `group` k (modulo `groups`): only one view, in the order the face, its mirror, the first crop, its
-        mirror... (a crop and its mirror on consecutive frames of a stream)."""
-        x = faces.astype(np.float32)
-        if group is not None:
-            k = group % self.groups
-            crop, mirrored = (k // 2, k % 2) if self.flip else (k, 0)
-            boxes = [[None, *self.crops][crop]]
-        else:
-            boxes, mirrored = [None, *self.crops], 0
-        views = []
-        for box in boxes:
-            if box is None:
-                views.append(x)
-                continue
-            y1, x1, y2, x2 = box
-            wy, wx = crop_matrix(y1, y2, self.size), crop_matrix(x1, x2, self.size)
-            views.append(np.einsum("ih,nhwc,jw->nijc", wy, x, wx, optimize=True))
-        if group is not None:
-            return np.ascontiguousarray(views[0][:, :, ::-1] if mirrored else views[0])
+    def __call__(self, faces: np.ndarray, view: int | None = None) -> np.ndarray:
+        """(count * N, size, size, channels) float32, view-major like Classifier's TensorFlow path; `view` k
+        (modulo `count`): that view alone, in the order the face, its mirror, the first crop, its mirror...
+        (a stream reads one a frame, a crop and its mirror on consecutive frames)."""
+        x, boxes = faces.astype(np.float32), [None, *self.crops]
+        if view is not None:
+            crop, mirrored = divmod(view % self.count, 2) if self.flip else (view % self.count, 0)
+            one = self._crop(x, boxes[crop])
+            return np.ascontiguousarray(one[:, :, ::-1] if mirrored else one)
+        views = [self._crop(x, box) for box in boxes]
         if self.flip:
             views += [v[:, :, ::-1] for v in views]
         return np.ascontiguousarray(np.concatenate(views))
@@ -158,12 +146,11 @@ class ViewForward:
         """The network's input shape without the batch, and its number of outputs (classes)."""
         raise NotImplementedError
 
-    def __call__(self, faces: np.ndarray, group: int | None = None) -> np.ndarray:
-        """`group`: only that view group (see Views), else every view."""
-        n = len(faces)
-        x = self.views(faces, group)
+    def __call__(self, faces: np.ndarray, view: int | None = None) -> np.ndarray:
+        """`view`: only that view (see Views), else the mean over every view."""
+        x = self.views(faces, view)
         probs = self._run(x, len(x) >= PARALLEL_VIEWS).astype(np.float32)
-        return probs.reshape(self.views.group_count(group), n, -1).mean(axis=0)
+        return probs.reshape(-1, len(faces), probs.shape[-1]).mean(axis=0)
 
 
 class OnnxForward(ViewForward):

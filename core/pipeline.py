@@ -61,12 +61,12 @@ class Pipeline:
     def task(self) -> Task:
         return self.classifier.task
 
-    def classify(self, image: np.ndarray, boxes: list[Box], group: int | None = None) -> list[Face]:
-        """Label given boxes in one batched model call (`group`: one test-time view group, see Classifier)."""
+    def classify(self, image: np.ndarray, boxes: list[Box], view: int | None = None) -> list[Face]:
+        """Label given boxes in one batched model call (`view`: one test-time view only, see Classifier)."""
         t0 = time.perf_counter()
         crops = crop_faces(image, boxes, self.classifier.preprocess)
         threshold = self.classifier.meta.threshold if self.threshold is None else self.threshold
-        probs = self.classifier.predict(crops, group=group, threshold=threshold, class_bias=self.class_bias)
+        probs = self.classifier.predict(crops, view=view, threshold=threshold, class_bias=self.class_bias)
         idx = decide(probs, self.task, threshold)
         self.last_timing.classify_ms = (time.perf_counter() - t0) * 1000
         return [Face(tuple(int(v) for v in b), p, int(i), self.task) for b, p, i in zip(boxes, probs, idx)]

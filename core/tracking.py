@@ -202,9 +202,9 @@ class FaceFollower:
         boxes, fresh = self.tracker.coast(found), len(found)
         # one view a frame (spread_views), but every view for a face seen for the first time
         new_face = len(self.tracker.match(boxes)) < len(boxes)
-        group = self._frames if self.config.spread_views and not new_face else None
+        view = self._frames if self.config.spread_views and not new_face else None
         self._frames += 1
-        faces = self.raw = self.pipeline.classify(image, boxes, group)
+        faces = self.raw = self.pipeline.classify(image, boxes, view)
         tracks = self.tracker.update(boxes, np.array([f.probs for f in faces]), fresh, dt)
         task = self.pipeline.task
         probs = np.array([t.probs for t in tracks]).reshape(len(tracks), task.n_classes)

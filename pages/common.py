@@ -10,7 +10,7 @@ import streamlit as st
 from core.decision import with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
-from core.model import Classifier, ModelError
+from core.model import MODEL_FILE, Classifier, ModelError
 from core.onnx_runtime import INT8_META, ONNX_META
 from core.pipeline import Face, Pipeline
 from core.registry import default_model, list_models
@@ -55,7 +55,7 @@ class Selection:
 def model_mtime(path: Path) -> float:
     """The latest change of the model file or of an export beside it (a new export is served at once)."""
     times = []
-    for name in ("model.keras", ONNX_META, INT8_META):
+    for name in (MODEL_FILE, ONNX_META, INT8_META):
         try:
             times.append((Path(path) / name).stat().st_mtime)
         except OSError:

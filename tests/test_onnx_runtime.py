@@ -153,7 +153,7 @@ def test_runtime_labels_equal_keras_labels_on_real_test_faces(task, data, limit,
 @pytest.mark.parametrize("runtime", ["openvino", INT8])
 def test_near_ties_of_a_bfloat16_or_int8_read_are_read_again_in_float32(runtime):
     """On real FER-2013 test faces, every face whose bfloat16 or int8 read lies within NEAR_TIE of another
-    decision gets the float32 probabilities, whole-face and view-group calls alike; the others keep
+    decision gets the float32 probabilities, whole-test and single-view calls alike; the others keep
     the fast read. Where OpenVINO has no native bfloat16 it serves float32 with nothing to read again."""
     if not Path(FER).is_dir():
         pytest.skip(f"{FER} is absent (shared datasets live beside the repo)")
@@ -166,15 +166,15 @@ def test_near_ties_of_a_bfloat16_or_int8_read_are_read_again_in_float32(runtime)
         return
     assert clf.precision == ("bf16" if runtime == "openvino" else INT8)
     assert Classifier(MODELS / "expression", warm_up=False, runtime=runtime, exact=True).precision == "f32"
-    for group in (None, 2):
-        fast = clf.predict(x, group=group, reread_near_ties=False)
+    for view in (None, 2):
+        fast = clf.predict(x, view=view, reread_near_ties=False)
         near = decision_margin(fast, clf.task) < NEAR_TIE
         assert 0 < near.sum() < len(x) / 2   # some faces of FER-2013 are near ties, most are not
-        served = clf.predict(x, group=group)
-        np.testing.assert_allclose(served[near], exact.predict(x[near], group=group), atol=1e-5)
+        served = clf.predict(x, view=view)
+        np.testing.assert_allclose(served[near], exact.predict(x[near], view=view), atol=1e-5)
         np.testing.assert_allclose(served[~near], fast[~near], atol=1e-6)
         far = np.flatnonzero(~near)[:40]   # the fast read there, not float32
-        assert np.abs(served[far] - exact.predict(x[far], group=group)).max() > 1e-4
+        assert np.abs(served[far] - exact.predict(x[far], view=view)).max() > 1e-4
 
 
 def test_decision_margin_is_the_distance_to_another_decision():
@@ -212,32 +212,32 @@ def test_large_calls_run_on_every_core_with_the_same_probabilities():
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "keras"])
-def test_view_groups_average_to_the_whole_ten_crop_test(runtime):
-    """A stream's view groups are each view alone: the expression model's ten (the face and each corner crop, each
-    then its mirror), which average to its ten-crop probabilities on the real posed photos, each a different read;
-    the smile model's two, the face and its mirror."""
+def test_single_views_average_to_the_whole_ten_crop_test(runtime):
+    """The views a stream reads one a frame: the expression model's ten (the face and each corner crop, each then
+    its mirror) average to its ten-crop probabilities on the real posed photos, each a different read; the smile
+    model's two are the face and its mirror."""
     import cv2
 
     from tests.conftest import EXPRESSIONS, need
 
     clf = Classifier(MODELS / "expression", warm_up=False, runtime=runtime)
-    assert clf.runtime == runtime and clf.n_groups == 10
+    assert clf.runtime == runtime and clf.n_views == 10
     clf.meta = replace(clf.meta, class_bias=[])   # the network's views (a prior correction renormalises each read)
     size = clf.preprocess.input_size
     faces = np.stack([cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (size, size))[:, :, None]
                       for p in sorted(need(EXPRESSIONS).glob("*.jpg"))])
-    groups = [clf.predict(faces, group=k) for k in range(clf.n_groups)]
-    np.testing.assert_allclose(np.mean(groups, axis=0), clf.predict(faces), atol=1e-4)
-    assert min(np.abs(a - b).max() for i, a in enumerate(groups) for b in groups[i + 1:]) > 1e-4
-    np.testing.assert_allclose(clf.predict(faces, group=12), groups[2], atol=1e-6)   # modulo the groups
-    np.testing.assert_allclose(groups[1], clf.predict(faces[:, :, ::-1], group=0), atol=1e-5)   # 1: the mirror
+    views = [clf.predict(faces, view=k) for k in range(clf.n_views)]
+    np.testing.assert_allclose(np.mean(views, axis=0), clf.predict(faces), atol=1e-4)
+    assert min(np.abs(a - b).max() for i, a in enumerate(views) for b in views[i + 1:]) > 1e-4
+    np.testing.assert_allclose(clf.predict(faces, view=12), views[2], atol=1e-6)   # modulo the views
+    np.testing.assert_allclose(views[1], clf.predict(faces[:, :, ::-1], view=0), atol=1e-5)   # 1: the mirror
     smile = Classifier(MODELS / "smile", warm_up=False, runtime=runtime)
     big = np.stack([cv2.resize(f, (64, 64))[:, :, None] for f in faces])
-    assert smile.n_groups == 2   # no crops: the face and its mirror
-    face, mirror = smile.predict(big, group=0), smile.predict(big, group=3)
+    assert smile.n_views == 2   # no crops: the face and its mirror
+    face, mirror = smile.predict(big, view=0), smile.predict(big, view=3)
     np.testing.assert_allclose((face + mirror) / 2, smile.predict(big), atol=1e-5)
     assert np.abs(face - mirror).max() > 1e-3
-    np.testing.assert_allclose(mirror, smile.predict(big[:, :, ::-1], group=0), atol=1e-6)   # 3: the mirror
+    np.testing.assert_allclose(mirror, smile.predict(big[:, :, ::-1], view=0), atol=1e-6)   # 3: the mirror
 
 
 def test_an_operator_chooses_the_runtime_with_grin_runtime(monkeypatch):

@@ -169,9 +169,9 @@ def test_label_hysteresis_holds_a_shown_class_against_a_narrow_flickering_lead()
 
 @pytest.mark.parametrize("task, photo, label", [("expression", "neutral.jpg", "neutral"), ("smile", "happy.jpg", "smile")])
 @pytest.mark.parametrize("spread", [True, False])
-def test_a_stream_runs_one_view_group_a_frame_and_every_view_for_a_new_face(request, task, photo, label, spread):
-    """On a still real face: the first frame of the face reads every view, later frames one group each in turn
-    (spread_views: one view a frame, the face, its mirror, then each crop and its mirror),
+def test_a_stream_reads_one_view_a_frame_and_every_view_for_a_new_face(request, task, photo, label, spread):
+    """On a still real face: the first frame of the face reads every view, later frames one view each in turn
+    (spread_views: the face, its mirror, then each crop and its mirror),
     and the smoothed probabilities stay near the full test's, with the same label."""
     import cv2
 
@@ -181,13 +181,13 @@ def test_a_stream_runs_one_view_group_a_frame_and_every_view_for_a_new_face(requ
     photo = cv2.cvtColor(cv2.imread(str(need(EXPRESSIONS / photo))), cv2.COLOR_BGR2RGB)
     frame = cv2.resize(photo, (640, round(640 * photo.shape[0] / photo.shape[1])))
     clf = request.getfixturevalue(f"{task}_classifier")
-    assert clf.n_groups == {"expression": 10, "smile": 2}[task]
+    assert clf.n_views == {"expression": 10, "smile": 2}[task]
     follower = FaceFollower(Pipeline(clf, FaceDetector(LIVE_DETECTOR)), TrackingConfig(spread_views=spread))
     for i in range(12):
         (face,) = follower(frame, t=i / 15)
         crop = crop_faces(frame, [follower.raw[0].box], clf.preprocess)
         full = clf.predict(crop)[0]
-        want = full if i == 0 or not spread else clf.predict(crop, group=i)[0]
+        want = full if i == 0 or not spread else clf.predict(crop, view=i)[0]
         np.testing.assert_allclose(follower.raw[0].probs, want, atol=1e-4)
         assert face.face.class_name == label == clf.task.class_names[int(full.argmax())]
     assert np.abs(face.face.probs - full).max() < 0.1
