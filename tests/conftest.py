@@ -33,6 +33,14 @@ def expression_classifier():
 
 
 @pytest.fixture(scope="session")
+def shipped_neutral_offset() -> float:
+    """The bundled expression model's own neutral offset (its `class_bias`), which a new model may change."""
+    import json
+
+    return json.loads((REPO / "models" / "expression" / "metadata.json").read_text())["class_bias"][4]
+
+
+@pytest.fixture(scope="session")
 def smile_frames() -> list:
     """The RGB frames of ../shared/media/smile_video.mp4 (neutral, then smiling, then neutral)."""
     import av

@@ -118,7 +118,7 @@ def test_predict_with_a_neutral_offset_reads_a_calm_face_neutral():
 
 
 @needs_media
-def test_evaluate_your_own_collection_under_another_decision_rule(tmp_path):
+def test_evaluate_your_own_collection_under_another_decision_rule(tmp_path, shipped_neutral_offset):
     """The seven posed photos as class folders: `training.evaluate --offset neutral=1.5` reads more of them
     neutral than the model's own rule does, and records the rule it used; a rule the task cannot take is refused."""
     import shutil
@@ -135,7 +135,7 @@ def test_evaluate_your_own_collection_under_another_decision_rule(tmp_path):
 
     own, moved = evaluate(), evaluate("--offset", "neutral=1.5")
     assert own["n_images"] == moved["n_images"] == 7
-    assert own["decision"]["class_bias"]["neutral"] == 0.1 and moved["decision"]["class_bias"]["neutral"] == 1.5
+    assert own["decision"]["class_bias"]["neutral"] == shipped_neutral_offset and moved["decision"]["class_bias"]["neutral"] == 1.5
     neutral = own["class_names"].index("neutral")
     called = lambda ev: sum(row[neutral] for row in ev["confusion_matrix"])   # noqa: E731
     assert called(moved) > called(own)

@@ -115,11 +115,11 @@ def test_card_says_what_the_model_looks_at_when_explain_json_exists(tmp_path):
             "the mouth") in render_card(folder)
 
 
-def test_card_shows_what_the_neutral_offset_trades_when_its_curve_exists(tmp_path):
+def test_card_shows_what_the_neutral_offset_trades_when_its_curve_exists(tmp_path, shipped_neutral_offset):
     folder = tmp_path / "expression"
     shutil.copytree(REPO / "models" / "expression", folder)
     text = render_card(folder)
-    assert "## Calm faces and the neutral offset" in text and "| +0.1 (own) |" in text
+    assert "## Calm faces and the neutral offset" in text and f"| +{shipped_neutral_offset:.1f} (own) |" in text
     curve = json.loads((folder / "offset_curve.json").read_text())
     own = next(r for r in curve["rows"] if abs(r["offset"] - curve["model_offset"]) < 1e-6)
     assert f"{own['genki4k-train-subset/tight']['recall']:.1%}".replace("%", " %") in text

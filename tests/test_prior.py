@@ -161,7 +161,8 @@ def test_an_offset_given_at_prediction_replaces_the_models_own_with_the_same_lab
         clf.predict(x[:1], class_bias=[0.0, 1.0])
 
 
-def test_the_offset_curve_scores_every_offset_on_the_fitting_sets_and_their_hard_conditions(tmp_path, capsys):
+def test_the_offset_curve_scores_every_offset_on_the_fitting_sets_and_their_hard_conditions(tmp_path, capsys,
+                                                                                              shipped_neutral_offset):
     """`python -m bench.offset_curve` on small copies of the real datasets and the bundled expression model."""
     from bench import offset_curve
     from tiny_dataset import FER, GENKI, make_mini_fer, make_mini_genki
@@ -172,7 +173,7 @@ def test_the_offset_curve_scores_every_offset_on_the_fitting_sets_and_their_hard
     assert offset_curve.main(["--fer", str(fer), "--genki", str(genki), "--lo", "-3", "--hi", "3", "--step", "1",
                               "--json", str(out)]) == 0
     d = json.loads(out.read_text())
-    assert d["class"] == "neutral" and d["model_offset"] == 0.1
+    assert d["class"] == "neutral" and d["model_offset"] == shipped_neutral_offset
     assert [r["offset"] for r in d["rows"]] == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
     sets = ["fer2013-public-test", "fer2013-public-test/jpeg10", "genki4k-train-subset", "genki4k-train-subset/tight"]
     assert list(d["sizes"]) == sets and all(n > 0 for n in d["sizes"].values())
