@@ -110,6 +110,15 @@ def apply_class_bias(probs: np.ndarray, bias: list[float] | np.ndarray | None) -
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def export_runtime(exact: bool = False) -> str:
+    """What "auto" serves a current float32 export through on this machine, before an int8 copy is looked
+    for: OpenVINO where the CPU computes bfloat16 natively (or ONNX Runtime is missing), else ONNX Runtime."""
+    from core.openvino_runtime import native_bfloat16, openvino_available
+
+    bfloat16 = not exact and openvino_available() and native_bfloat16()
+    return "openvino" if openvino_available() and (bfloat16 or not onnx_available()) else "onnx"
+
+
 class Classifier:
     """A loaded model: uint8 face crops in, class probabilities out. Thread-safe."""
 
@@ -213,7 +222,7 @@ class Classifier:
                 raise ModelError(f"{self.folder}: cannot serve through {name}: {int8_reason}")
         chosen = runtime
         if runtime == "auto":   # OpenVINO where it pays (bfloat16), then an int8 copy, then ONNX Runtime
-            chosen = "openvino" if openvino_available() and (bfloat16 or not onnx_available()) else "onnx"
+            chosen = export_runtime(exact)
             if chosen == "onnx" and not exact and not stale_reason(self.folder, source, INT8_FILE, INT8_META):
                 chosen = "int8"   # (model.keras is hashed again only where an int8 copy could serve)
         if chosen == "int8" and not exact:   # exact: the float32 export, for measurements

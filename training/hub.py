@@ -71,7 +71,10 @@ class PullResult:
     @property
     def served_by(self) -> str:
         """A phrase for what will serve it."""
-        return f"Keras (its ONNX export failed: {self.export_error})" if self.export_error else "ONNX Runtime"
+        from core.model import RUNTIME_TITLES, export_runtime
+
+        return (f"Keras (its ONNX export failed: {self.export_error})" if self.export_error
+                else RUNTIME_TITLES[export_runtime()])
 
 
 def effective_token(entered: str | None = None, env: dict[str, str] | None = None) -> str | bool | None:

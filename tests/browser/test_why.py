@@ -32,6 +32,12 @@ def two_faces() -> dict:
     return {"name": "two.jpg", "mimeType": "image/jpeg", "buffer": buf.getvalue()}
 
 
+LOADED_WIDTH = """i => i.complete ? i.naturalWidth : new Promise(done => {
+    i.addEventListener("load", () => done(i.naturalWidth), {once: true});
+    i.addEventListener("error", () => done(0), {once: true});
+})"""
+
+
 def assert_why_panel(panel, classes: int) -> None:
     """One face's panel: the crop, a heat map per method, the mouth shares and a bar per class."""
     expect(panel.locator('[data-testid="stImage"]')).to_have_count(3, timeout=60_000)
@@ -40,8 +46,9 @@ def assert_why_panel(panel, classes: int) -> None:
     assert "Grad-CAM" in text and "Occlusion" in text
     assert len(re.findall(r"\d+% on the mouth|no evidence", text)) == 2
     expect(panel.locator('[data-testid="stProgress"]')).to_have_count(classes)
-    for img in panel.locator('[data-testid="stImage"] img').all():
-        assert img.evaluate("i => i.complete && i.naturalWidth") == 192, "shown enlarged, 192 px wide"
+    for img in panel.locator('[data-testid="stImage"] img').all():   # its width once loaded (0 if it fails to)
+        width = img.evaluate(LOADED_WIDTH)
+        assert width == 192, f"shown enlarged, 192 px wide, not {width}"
 
 
 def test_upload_why_shows_a_heat_map_for_each_face(page, screenshot):
