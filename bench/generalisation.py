@@ -302,11 +302,14 @@ def face_crops(col: Collection, condition: str, boxes: np.ndarray | None, pp, de
 def run_suite(model: str | Path, genki: str | None = None, fer: str | None = None, media: str | None = None,
               conditions: tuple[str, ...] | None = None, use_cache: bool = True,
               log: Callable[[str], None] | None = None, split: str = "test",
-              only: tuple[str, ...] | None = None, readings: dict | None = None) -> SuiteResult:
+              only: tuple[str, ...] | None = None, readings: dict | None = None,
+              preprocess=None) -> SuiteResult:
     """Every check that the given collections allow, for one model folder. `split="val"` reads the validation
     parts of GENKI-4K and FER-2013 instead of their test splits: the figures to choose recipes by.
     `only`: just the collections of these names (e.g. the ship rules' benchmark split). `readings`, a dict:
-    filled with each check's (true labels, float32 probabilities), to score other decision rules on."""
+    filled with each check's (true labels, float32 probabilities), to score other decision rules on.
+    `preprocess`: a PreprocessConfig to cut the faces with instead of the model's own (the same face size
+    and colour), to score a preprocessing setting before it is written into the model."""
     from core.model import Classifier, ModelMeta
     from core.pipeline import decide
 
@@ -327,12 +330,15 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
     if not cols:
         raise ValueError("no collection to check: give --genki, --fer or --media (none was found)")
     clf = Classifier(model, exact=True)
+    pp = preprocess or clf.preprocess
+    if pp.input_shape != clf.preprocess.input_shape:
+        raise ValueError(f"the faces must be cut at the model's {clf.preprocess.input_shape}, not {pp.input_shape}")
     detector = FaceDetector(DetectorConfig())
     seen = trained_families(meta)
     result = SuiteResult(task.name, portable_path(model), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     t0 = time.perf_counter()
     for col in cols:
-        x0, found0, boxes0 = face_crops(col, "as is", None, clf.preprocess, detector, use_cache)
+        x0, found0, boxes0 = face_crops(col, "as is", None, pp, detector, use_cache)
         wanted = [c for c in col.conditions if conditions is None or c in conditions]
         sub = condition_subset(col)
         for condition in ["as is", *wanted]:
@@ -342,7 +348,7 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
             if condition == "as is":
                 x, found = x0, found0
             else:
-                x, found, _ = face_crops(part, condition, boxes0[sub.keep], clf.preprocess, detector, use_cache)
+                x, found, _ = face_crops(part, condition, boxes0[sub.keep], pp, detector, use_cache)
             probs = clf.predict(x)
             pred = decide(probs, task, clf.meta.threshold)
             name = col.name if condition == "as is" else f"{col.name}/{condition}"

@@ -14,7 +14,7 @@ import numpy as np
 from core.decision import decision_margin
 from core.onnx_runtime import (INT8, INT8_FILE, INT8_META, ONNX_FILE, OnnxForward, Views, onnx_available,
                                stale_reason)
-from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT, PreprocessConfig
+from core.preprocess import EQUALIZE, MAX_DEBLOCK, MAX_INPUT, MIN_INPUT, PreprocessConfig
 from core.runtime import tensorflow
 from core.tasks import Task, get_task
 
@@ -97,6 +97,8 @@ class ModelMeta:
         if pp.equalize not in EQUALIZE:
             raise ModelError(f"model contrast normalisation '{pp.equalize}' is unknown to this Grin "
                              f"(it knows {', '.join(EQUALIZE)})")
+        if not 0 <= pp.deblock <= MAX_DEBLOCK:
+            raise ModelError(f"model deblocking sigma {pp.deblock} is outside 0-{MAX_DEBLOCK} px")
         return task
 
 

@@ -1,5 +1,8 @@
 """The one preprocessing path, shared by training and inference: box -> crop -> resize -> colour.
 
+A model may also ask for deblocking: crops whose source patch shows JPEG's 8 px block grid (a heavily
+compressed upload) are smoothed by a small Gaussian blur; other crops are left as they are.
+
 Scaling to [0, 1] is the first layer of every Grin model (a Rescaling layer), so the
 arrays made here are uint8 and the normalisation can never drift between training and serving.
 """
@@ -17,6 +20,9 @@ from core.detect import Box
 MIN_INPUT, MAX_INPUT = 32, 256   # face sides (pixels) a model may take; each task has its default
 EQUALIZE = ("none", "clahe")     # per-face contrast normalisation
 CLAHE_TILE_PX, CLAHE_CLIP = 8, 2.0   # tiles of a fixed size in pixels, so wider crops equalise alike
+JPEG_BLOCK = 8                   # JPEG codes 8x8 pixel blocks on a grid from the picture's top-left corner
+MAX_DEBLOCK = 3.0                # the strongest deblocking blur a model may ask for (sigma, px)
+DEBLOCK_GATE = 1.4               # blockiness from which a patch counts as heavily compressed (see jpeg_blockiness)
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class PreprocessConfig:
     widen: float = 1.2           # crop side / detected box side: frames faces like FER-2013 crops
     shift_y: float = 0.0         # move the crop centre down by this fraction of the box height
     equalize: str = "none"       # "clahe": contrast-limited adaptive histogram equalisation of each crop
+    deblock: float = 0.0         # Gaussian sigma (px at input_size) for crops whose source shows JPEG blocks; 0: off
 
     @property
     def channels(self) -> int:
@@ -36,7 +43,11 @@ class PreprocessConfig:
         return (self.input_size, self.input_size, self.channels)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings; deblocking only when on, so models and face caches made before it keep their keys."""
+        d = asdict(self)
+        if not self.deblock:
+            d.pop("deblock")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "PreprocessConfig":
@@ -72,6 +83,7 @@ def crop_faces(image: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig) -
         patch = image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
         if patch.size == 0:
             patch = np.zeros((1, 1, image.shape[2]), np.uint8)
+        blocky = bool(cfg.deblock) and jpeg_blockiness(patch, max(0, x0), max(0, y0)) >= DEBLOCK_GATE
         pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
         if any(pads) and min(patch.shape[:2]) > 0:
             patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_REPLICATE)
@@ -79,10 +91,30 @@ def crop_faces(image: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig) -
             patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)   # before the resize: a third of its work, same pixels within 1
         interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
         patch = cv2.resize(patch, (size, size), interpolation=interp)
+        if blocky:
+            patch = cv2.GaussianBlur(patch, (0, 0), cfg.deblock)
         if patch.ndim == 2:
             patch = patch[:, :, None]
         out.append(equalize(to_color_mode(patch, cfg.color_mode), cfg.equalize))
     return np.stack(out) if out else np.zeros((0, *cfg.input_shape), np.uint8)
+
+
+def jpeg_blockiness(patch: np.ndarray, x0: int = 0, y0: int = 0) -> float:
+    """How strongly a patch shows JPEG's block grid: the mean jump between neighbouring pixels across the
+    8 px grid lines over the mean jump elsewhere; (x0, y0) is the patch's place in its picture, whose
+    top-left corner the grid starts from. About 1 for pictures as cameras store them (FER-2013: 0.97 median,
+    1.32 at the 99th percentile; GENKI-4K: 1.24 and 1.44 at the 95th), about 2 at JPEG quality 10 (FER-2013:
+    1.40 at the 1st percentile); 0 for patches too small to tell."""
+    gray = patch if patch.ndim == 2 else patch[:, :, 0] if patch.shape[2] == 1 else cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+    if min(gray.shape) < 2 * JPEG_BLOCK:
+        return 0.0
+    gray = gray.astype(np.int16)
+    dx, dy = np.abs(np.diff(gray, axis=1)), np.abs(np.diff(gray, axis=0))
+    on_x = (x0 + np.arange(1, dx.shape[1] + 1)) % JPEG_BLOCK == 0   # column j and j+1 lie in different blocks
+    on_y = (y0 + np.arange(1, dy.shape[0] + 1)) % JPEG_BLOCK == 0
+    across = dx[:, on_x].mean() + dy[on_y].mean()
+    within = dx[:, ~on_x].mean() + dy[~on_y].mean()
+    return float(across / (within + 1e-3))
 
 
 def to_color_mode(patch: np.ndarray, color_mode: str) -> np.ndarray:

@@ -103,13 +103,24 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
               "on one side, official test splits kept)"
               + (_fit_val_note(meta, task) if meta.metrics.get("fit_val") else "."),
               f"- Faces: {_faces_note(d)} Each box is widened x{pp['widen']}{_equalize_note(meta)}, cut square and "
-              f"resized to {pp['input_size']} px {pp['color_mode']}.",
+              f"resized to {pp['input_size']} px {pp['color_mode']}{_deblock_note(meta)}.",
               f"- At test time: {_views(meta)}"
               + (f", then {offsets_text(meta)} added to the log-probabilities (`class_bias`)"
                  if offsets_text(meta) else "") + "; "
               + (f"a face is called *{task.display_names[1]}* above probability {meta.threshold:.2f}"
                  f"{_threshold_note(meta)}." if task.is_binary else "the most probable class wins."), ""]
     return lines
+
+
+def _deblock_note(meta: ModelMeta) -> str:
+    """Deblocking, when the model asks for it: which crops are blurred, and the rule that chose the blur."""
+    sigma = meta.preprocess_config.deblock
+    if not sigma:
+        return ""
+    choice = meta.extra.get("deblock_choice")
+    rule = f" (chosen on the validation suite: {choice['rule']})" if isinstance(choice, dict) else ""
+    return (f"; a crop whose source shows JPEG's 8 px block grid (a heavily compressed picture) is then blurred "
+            f"with sigma {sigma:g} px{rule}, and other crops are left as they are")
 
 
 def _threshold_note(meta: ModelMeta) -> str:
