@@ -41,7 +41,8 @@ def test_the_shipped_exports_are_of_the_shipped_models():
     assert stale_reason(folder, folder / "model.keras", INT8_FILE, INT8_META) == ""
     int8 = json.loads((folder / INT8_META).read_text())
     assert int8["command"].startswith("python -m training.quantize models/expression --data <fer2013>")
-    assert int8["agreement_on_test_faces"]["labels_differing_as_served"] == 0
+    agreement = int8["agreement_on_test_faces"]   # issue 25's bar: at most 1 label in 599 unlike Keras's
+    assert agreement["faces"] == 7178 and agreement["labels_differing_as_served"] * 599 <= agreement["faces"]
     assert (folder / INT8_FILE).stat().st_size < (folder / ONNX_FILE).stat().st_size / 3   # int8 weights
 
 
