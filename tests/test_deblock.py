@@ -167,3 +167,12 @@ def test_the_command_refuses_bad_settings_and_changes_nothing(smile_copy_and_gen
     assert "sigma must be in" in capsys.readouterr().err
     assert db.main(["--model", str(tmp_path / "nothing"), "--genki", str(genki), "--write"]) == 2
     assert (folder / "metadata.json").read_text() == text
+
+
+@pytest.mark.parametrize("task", ["smile", "expression"])
+def test_a_bundled_card_says_how_its_model_deblocks(task):
+    meta = ModelMeta.load(REPO / "models" / task)
+    sigma = meta.preprocess_config.deblock
+    assert sigma > 0 and meta.extra["deblock_choice"]["sigma"] == sigma   # both shipped models deblock, by the rule
+    card = (REPO / "models" / task / "README.md").read_text()
+    assert f"blurred (sigma {sigma:g} px, chosen on the validation suite by `python -m bench.deblock`)" in card

@@ -113,14 +113,12 @@ def _data(meta: ModelMeta, task: Task) -> list[str]:
 
 
 def _deblock_note(meta: ModelMeta) -> str:
-    """Deblocking, when the model asks for it: which crops are blurred, and the rule that chose the blur."""
+    """Deblocking, when the model asks for it: which crops are blurred, and how much."""
     sigma = meta.preprocess_config.deblock
     if not sigma:
         return ""
-    choice = meta.extra.get("deblock_choice")
-    rule = f" (chosen on the validation suite: {choice['rule']})" if isinstance(choice, dict) else ""
-    return (f"; a crop whose source shows JPEG's 8 px block grid (a heavily compressed picture) is then blurred "
-            f"with sigma {sigma:g} px{rule}, and other crops are left as they are")
+    chosen = ", chosen on the validation suite by `python -m bench.deblock`" if meta.extra.get("deblock_choice") else ""
+    return f"; crops of pictures that show JPEG's block grid are then blurred (sigma {sigma:g} px{chosen})"
 
 
 def _threshold_note(meta: ModelMeta) -> str:

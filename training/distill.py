@@ -45,11 +45,12 @@ def as_task(probs: np.ndarray, teacher: Task, task: Task) -> np.ndarray:
 def teacher_inputs(x: np.ndarray, input_size: int, pp: PreprocessConfig) -> np.ndarray:
     """The stored crops (framed for `input_size`, maybe wider) as a teacher taking `pp` sees them: its
     framing cut out, and for another input size each crop resized through the one crop function (no
-    second contrast normalisation: the crops carry the run's, which validate checked is the teacher's)."""
+    second contrast normalisation: the crops carry the run's, which validate checked is the teacher's; no
+    deblocking: a resized crop no longer lies on its picture's JPEG grid)."""
     x = centre_cut(x, input_size)
     if x.shape[1] == pp.input_size:
         return x
-    cfg = replace(pp, equalize="none")
+    cfg = replace(pp, equalize="none", deblock=0.0)
     box = whole_image_box(x.shape[1:], cfg)
     if not len(x):
         return np.zeros((0, *pp.input_shape), np.uint8)
