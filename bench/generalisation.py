@@ -34,6 +34,7 @@ from bench.conditions import CONDITIONS, CROP_CONDITIONS
 from core.detect import DetectorConfig, FaceDetector
 from core.fileio import write_json_atomic
 from core.portable import portable_path
+from core.preprocess import PreprocessConfig
 from core.runtime import quiet_command
 from core.tasks import Task
 
@@ -303,7 +304,7 @@ def run_suite(model: str | Path, genki: str | None = None, fer: str | None = Non
               conditions: tuple[str, ...] | None = None, use_cache: bool = True,
               log: Callable[[str], None] | None = None, split: str = "test",
               only: tuple[str, ...] | None = None, readings: dict | None = None,
-              preprocess=None) -> SuiteResult:
+              preprocess: PreprocessConfig | None = None) -> SuiteResult:
     """Every check that the given collections allow, for one model folder. `split="val"` reads the validation
     parts of GENKI-4K and FER-2013 instead of their test splits: the figures to choose recipes by.
     `only`: just the collections of these names (e.g. the ship rules' benchmark split). `readings`, a dict:

@@ -83,12 +83,12 @@ def crop_faces(image: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig) -
         patch = image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
         if patch.size == 0:
             patch = np.zeros((1, 1, image.shape[2]), np.uint8)
+        if cfg.color_mode == "gray" and patch.shape[2] == 3:
+            patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)   # before the resize: a third of its work, same pixels within 1
         blocky = bool(cfg.deblock) and jpeg_blockiness(patch, max(0, x0), max(0, y0)) >= DEBLOCK_GATE
         pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
         if any(pads) and min(patch.shape[:2]) > 0:
             patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_REPLICATE)
-        if cfg.color_mode == "gray" and patch.ndim == 3 and patch.shape[2] == 3:
-            patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)   # before the resize: a third of its work, same pixels within 1
         interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
         patch = cv2.resize(patch, (size, size), interpolation=interp)
         if blocky:
