@@ -176,3 +176,34 @@ def test_a_bundled_card_says_how_its_model_deblocks(task):
     assert sigma > 0 and meta.extra["deblock_choice"]["sigma"] == sigma   # both shipped models deblock, by the rule
     card = (REPO / "models" / task / "README.md").read_text()
     assert f"blurred (sigma {sigma:g} px, chosen on the validation suite by `python -m bench.deblock`)" in card
+
+
+def test_training_measures_and_blurs_compressed_faces_as_serving_does(photo_and_box):
+    """The augmenter's block measure and blur (TensorFlow) agree with core.preprocess's on a real face crop,
+    and its JPEG step blurs only the faces compressed hard enough to pass the gate."""
+    import tensorflow as tf
+
+    from training.augment import blockiness, gaussian_blur, make_augmenter
+    from training.config import Augment
+
+    gray, box = photo_and_box
+    crop = crop_faces(gray, [box], PreprocessConfig())[0][:, :, 0]
+    coded = {q: cv2.imdecode(cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_GRAYSCALE)
+             for q in (10, 95)}
+    for face in (crop, coded[10], coded[95]):
+        ours = float(blockiness(tf.constant(face[:, :, None], tf.float32)))
+        assert ours == pytest.approx(jpeg_blockiness(face), abs=1e-4)
+    assert float(blockiness(tf.constant(coded[10][:, :, None], tf.float32))) >= DEBLOCK_GATE
+    for sigma in (0.7, 1.0):
+        ours = gaussian_blur(tf.constant(coded[10][:, :, None], tf.float32), sigma).numpy()[:, :, 0]
+        assert np.abs(ours - cv2.GaussianBlur(coded[10], (0, 0), sigma)).max() <= 1.0   # OpenCV rounds to 8 bits
+
+    # every face compressed (quality 10-50), no other change: with deblocking the hardest-hit faces come out blurred
+    batch = tf.constant(np.repeat(crop[None, :, :, None], 32, axis=0), tf.float32)
+    plain = Augment(flip=False, shift=0, rotate=0, zoom=0, brightness_contrast=0, blur=0, jpeg=1.0)
+    out = {d: make_augmenter(replace(plain, deblock=d), crop.shape[0], seed=3)(batch, None)[0].numpy()
+           for d in (0.0, 1.0)}
+    changed = np.abs(out[1.0] - out[0.0]).mean(axis=(1, 2, 3)) > 0.5
+    blocky = np.array([jpeg_blockiness(face[:, :, 0].astype(np.uint8)) >= DEBLOCK_GATE for face in out[0.0]])
+    assert blocky.any() and not blocky.all(), "quality 10-50 gives faces on both sides of the gate"
+    np.testing.assert_array_equal(changed, blocky)

@@ -169,6 +169,8 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
     (["--arch", "hog_svm", "--init", str(REPO / "models" / "smile")], "the 'hog_svm' baseline is not a network"),
     (["--input-size", "8"], "input size must be 0 (the task's) or 32 to 256 pixels, not 8"),
     (["--equalize", "magic"], "equalize must be one of none, clahe, not 'magic'"),
+    (["--jpeg", "0.3", "--deblock", "5"], "deblock must be a blur sigma from 0 (off) to 3.0 px, not 5.0"),
+    (["--deblock", "1"], "deblock blurs compressed training faces: it needs --jpeg above 0"),
     (["--teacher", "nowhere"], "--teacher nowhere: no model.keras there to learn from"),
     (["--task", "expression", "--teacher", str(REPO / "models" / "smile")],
      "is a model for the smile task, which cannot teach a run of the expression task"),
@@ -376,8 +378,10 @@ def test_per_collection_weights_balance_each_collection_and_keep_its_share(faces
     out = tmp_path / "student"
     assert run_main([*QUICK, "--data", str(faces), "--extra-data", str(extra), "--out", str(out), "--epochs", "1",
                      "--class-weights", "per-collection", "--teacher", str(REPO / "models" / "smile"),
-                     "--distill", "0.7", "--limit", "0", "--skip-test"]) == 0
+                     "--distill", "0.7", "--limit", "0", "--skip-test", "--jpeg", "0.5", "--deblock", "1.0"]) == 0
     assert Run(out).status()["state"] == "finished"
+    # deblocked compressed faces in training: the model is served with the same gated blur
+    assert json.loads((out / "metadata.json").read_text())["preprocess"]["deblock"] == 1.0
 
 
 @pytest.mark.skipif(not FER.is_dir(), reason=f"{FER} is absent (shared datasets live beside the repo)")

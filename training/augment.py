@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from core.preprocess import DEBLOCK_GATE, JPEG_BLOCK
 from core.runtime import tensorflow
 from training.config import Augment
 
@@ -63,6 +64,44 @@ def make_tight_cropper(prob: float, size: int, seed: int):
     return crop
 
 
+def blockiness(img):
+    """core.preprocess.jpeg_blockiness in TensorFlow, for an (H, W, C) image whose JPEG grid starts at its corner."""
+    tf = tensorflow()
+    gray = img[:, :, 0] if img.shape[-1] == 1 else tf.image.rgb_to_grayscale(img)[:, :, 0]
+    gray = tf.round(tf.cast(gray, tf.float32))
+    h, w = tf.shape(gray)[0], tf.shape(gray)[1]
+
+    def measure():
+        dx, dy = tf.abs(gray[:, 1:] - gray[:, :-1]), tf.abs(gray[1:] - gray[:-1])
+        on_x = tf.cast(tf.range(1, w) % JPEG_BLOCK == 0, tf.float32)[None, :]   # column j and j+1 in different blocks
+        on_y = tf.cast(tf.range(1, h) % JPEG_BLOCK == 0, tf.float32)[:, None]
+
+        def mean(d, m):
+            m = m * tf.ones_like(d)
+            return tf.reduce_sum(d * m) / tf.reduce_sum(m)
+
+        across = mean(dx, on_x) + mean(dy, on_y)
+        within = mean(dx, 1 - on_x) + mean(dy, 1 - on_y)
+        return across / (within + 1e-3)
+
+    return tf.cond(tf.minimum(h, w) < 2 * JPEG_BLOCK, lambda: tf.constant(0.0), measure)
+
+
+def gaussian_blur(img, sigma: float):
+    """cv2.GaussianBlur(img, (0, 0), sigma) for an (H, W, C) float image: the same kernel and border."""
+    import numpy as np
+
+    tf = tensorflow()
+    radius = max(1, int(round(sigma * 3)))          # OpenCV's kernel for 8-bit images: 2 * round(3 sigma) + 1 taps
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = tf.constant(taps / taps.sum(), tf.float32)
+    c = img.shape[-1]
+    x = tf.pad(img[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")  # BORDER_REFLECT_101
+    x = tf.nn.depthwise_conv2d(x, tf.tile(tf.reshape(taps, [1, -1, 1, 1]), [1, 1, c, 1]), [1, 1, 1, 1], "VALID")
+    x = tf.nn.depthwise_conv2d(x, tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, c, 1]), [1, 1, 1, 1], "VALID")
+    return x[0]
+
+
 def make_augmenter(cfg: Augment, size: int, seed: int):
     """A function (images float32 0..255, one-hot labels) -> augmented batch, for Dataset.map."""
     tf = tensorflow()
@@ -112,7 +151,11 @@ def make_augmenter(cfg: Augment, size: int, seed: int):
             small = tf.image.resize(img, tf.stack([side, side]), method="area") if cfg.jpeg_scale < 1 else img
             small = tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)
             out = tf.cast(tf.image.adjust_jpeg_quality(small, q), tf.float32)
-            return tf.image.resize(out, [size, size], method="bilinear") if cfg.jpeg_scale < 1 else out
+            blocky = blockiness(out) >= DEBLOCK_GATE if cfg.deblock else None   # on the grid it was coded on
+            out = tf.image.resize(out, [size, size], method="bilinear") if cfg.jpeg_scale < 1 else out
+            if cfg.deblock:   # as core.preprocess.crop_faces serves it: after the resize, where the gate fires
+                out = tf.cond(blocky, lambda: gaussian_blur(out, cfg.deblock), lambda: out)
+            return out
 
         def one(args):
             img, q, on, side = args

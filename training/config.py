@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core.preprocess import EQUALIZE, MAX_INPUT, MIN_INPUT
+from core.preprocess import EQUALIZE, MAX_DEBLOCK, MAX_INPUT, MIN_INPUT
 from core.tasks import TASKS, get_task
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -35,6 +35,7 @@ class Augment:
     tight: float = 0.0           # probability of a tighter framing, down to eyes-to-chin (close-up and LFW-style crops)
     jpeg: float = 0.0            # probability of strong JPEG compression (quality 10-50: webcams, messaging apps)
     jpeg_scale: float = 1.0      # compress at a random scale down to this fraction of the crop (the source picture's)
+    deblock: float = 0.0         # blur (sigma, px) the compressed faces whose block grid passes serving's gate; 0 is off
 
 
 def teacher_list(value: str | list[str] | None) -> list[str]:
@@ -236,6 +237,8 @@ class TrainConfig:
              "augmentation probabilities must be in [0, 1]")
         need(JPEG_SCALE_MIN <= a.jpeg_scale <= 1,
              f"jpeg scale must be in [{JPEG_SCALE_MIN}, 1], a fraction of the face crop's side, not {a.jpeg_scale}")
+        need(0 <= a.deblock <= MAX_DEBLOCK, f"deblock must be a blur sigma from 0 (off) to {MAX_DEBLOCK} px, not {a.deblock}")
+        need(not a.deblock or a.jpeg, "deblock blurs compressed training faces: it needs --jpeg above 0")
 
 
 def _metadata(folder: Path) -> dict:

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, command: str 
         precision = set_precision(cfg.precision)
         split_cfg = SplitConfig(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         task = get_task(cfg.task)
-        pp = task_preprocess(task, cfg.input_size, cfg.equalize)
+        # the model deblocks as its compressed training faces were: served crops get the same gated blur
+        pp = replace(task_preprocess(task, cfg.input_size, cfg.equalize), deblock=cfg.augment.deblock)
         size = pp.input_size
         faces_bar = ProgressBar("detecting faces", enabled=None if echo else False)
         prep = prepare(cfg.task, cfg.data, split_cfg, cfg.faces, cfg.extra_data, cfg.limit,

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(aug, a, "jpeg", "probability of strong JPEG compression (quality 10-50)")
     _setting(aug, a, "jpeg_scale", "compress each face at a random scale from this fraction of its side to 1, "
                                    "as a smaller source picture is compressed before it is enlarged")
+    _setting(aug, a, "deblock", "blur the compressed faces whose JPEG block grid passes serving's gate by this "
+                                "sigma (px at the input size), and serve the model so (its preprocess.deblock); 0 is off")
 
     ev = p.add_argument_group("evaluation")
     ev.add_argument("--no-tta", action="store_true", help="no flip averaging at test time")
