@@ -11,11 +11,12 @@ from plotly.subplots import make_subplots
 
 from core.export import ensure_export
 from core.model import ModelError
-from core.preprocess import EQUALIZE, MAX_INPUT
+from core.preprocess import EQUALIZE, MAX_DEBLOCK, MAX_INPUT
 from core.registry import default_model, list_models, runs_root, set_default_model
 from core.tasks import get_task
 from training import launcher
-from training.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, Augment, ConfigError, TrainConfig
+from training.config import (CLASS_WEIGHTS, JPEG_SCALE_MIN, OPTIMIZERS, SCHEDULES, Augment, ConfigError,
+                             TrainConfig)
 from training.runs import Run
 from training.sources import default_data_path, missing_message
 from pages.common import choose_model, confusion_figure, show_error, sidebar
@@ -83,6 +84,20 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                                       format_func=lambda v: v or "the start model's (none for new weights)",
                                       help="clahe: contrast-limited adaptive histogram equalisation of every face "
                                            "crop, in training and in use (it is saved with the model)")
+            c = st.columns(4)
+            tight = c[0].slider("Tighter framing probability", 0.0, 1.0, A.tight, 0.05, key="train.tight",
+                                help="Show faces framed down to the eyes-to-chin area, as close-up and "
+                                     "LFW-style crops are")
+            jpeg = c[1].slider("JPEG compression probability", 0.0, 1.0, A.jpeg, 0.05, key="train.jpeg",
+                               help="Compress faces hard (quality 10-50), as webcams and messaging apps do")
+            jpeg_scale = c[2].slider("Compress at down to this scale", JPEG_SCALE_MIN, 1.0, A.jpeg_scale, 0.05,
+                                     key="train.jpeg_scale",
+                                     help="Compress each face at a random scale from this fraction of its side "
+                                          "to 1, as a smaller source picture is compressed before it is enlarged")
+            deblock = c[3].slider("Deblocking blur (px, 0: off)", 0.0, MAX_DEBLOCK, A.deblock, 0.1,
+                                  key="train.deblock",
+                                  help="Blur the compressed faces whose JPEG block grid shows, and serve the "
+                                       "model with the same gated blur (needs JPEG compression above 0)")
         with st.expander("Weight averaging (SWA)"):
             c = st.columns(2)
             swa_epochs = c[0].number_input("Average the last N epochs (0: off)", 0, 1000, D.swa_epochs,
@@ -116,7 +131,9 @@ def settings_form(task: str) -> tuple[TrainConfig, str] | None:
                        label_smoothing=float(smoothing), class_weights=weights, seed=int(seed),
                        limit=int(limit), patience=int(patience), swa_epochs=int(swa_epochs), swa_lr=float(swa_lr),
                        init=start_from, input_size=int(input_size), equalize=equalize,
-                       augment=Augment(flip, shift, rotate, zoom, light, blur, erasing, mixup, loose)), name
+                       augment=Augment(flip=flip, shift=shift, rotate=rotate, zoom=zoom, brightness_contrast=light,
+                                       blur=blur, erasing=erasing, mixup=mixup, loose=loose, tight=tight,
+                                       jpeg=jpeg, jpeg_scale=jpeg_scale, deblock=deblock)), name
 
 
 def duration(seconds: float | None) -> str:

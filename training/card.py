@@ -117,8 +117,20 @@ def _deblock_note(meta: ModelMeta) -> str:
     sigma = meta.preprocess_config.deblock
     if not sigma:
         return ""
-    chosen = ", chosen on the validation suite by `python -m bench.deblock`" if meta.extra.get("deblock_choice") else ""
-    return f"; crops of pictures that show JPEG's block grid are then blurred (sigma {sigma:g} px{chosen})"
+    how = []
+    if meta.extra.get("deblock_choice"):
+        how.append("chosen on the validation suite by `python -m bench.deblock`")
+    if sigma in trained_deblocks(meta.extra):
+        how.append("as its compressed training faces were with `--deblock`")
+    return f"; crops of pictures that show JPEG's block grid are then blurred (sigma {sigma:g} px{''.join(', ' + h for h in how)})"
+
+
+def trained_deblocks(extra: dict) -> set[float]:
+    """The deblocking sigmas that a model's training runs, or its averaged members', blurred compressed faces by."""
+    found = {float(((extra.get("train_config") or {}).get("augment") or {}).get("deblock") or 0)}
+    for member in extra.get("ensemble") or []:
+        found |= trained_deblocks(member)
+    return found - {0.0}
 
 
 def _threshold_note(meta: ModelMeta) -> str:

@@ -69,6 +69,22 @@ def test_a_short_run_from_the_page(page, app_server):
     assert set(app_server.runs.iterdir()) == before
     choose(page, "Start from", "new weights")
 
+    # the augmentation's deblocking blur blurs compressed faces only: without JPEG compression it is refused
+    main.get_by_text("Augmentation", exact=True).click()
+    slider = main.locator('[data-testid="stSlider"]').filter(has_text="Deblocking blur")
+    thumb, shown = slider.get_by_role("slider"), slider.get_by_test_id("stSliderThumbValue")
+    thumb.focus()
+    for _ in range(5):
+        thumb.press("ArrowRight")
+    expect(shown).to_have_text(re.compile(r"^0\.50?$"))
+    start(page)
+    expect(main.get_by_text("Not started: deblock blurs compressed training faces: it needs --jpeg above 0")
+           ).to_be_visible()
+    assert set(app_server.runs.iterdir()) == before
+    thumb.focus()
+    thumb.press("Home")
+    expect(shown).to_have_text(re.compile(r"^0(\.00?)?$"))
+
     # a 2-epoch run on 300 images
     fill(page, "Epochs", 2)
     fill(page, "Subset limit (0: all)", 300)
