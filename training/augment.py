@@ -3,6 +3,7 @@ JPEG compression, erasing, mixup."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from core.preprocess import DEBLOCK_GATE, JPEG_BLOCK
 from core.runtime import tensorflow
@@ -89,8 +90,6 @@ def blockiness(img):
 
 def gaussian_blur(img, sigma: float):
     """cv2.GaussianBlur(img, (0, 0), sigma) for an (H, W, C) float image: the same kernel and border."""
-    import numpy as np
-
     tf = tensorflow()
     radius = max(1, int(round(sigma * 3)))          # OpenCV's kernel for 8-bit images: 2 * round(3 sigma) + 1 taps
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)

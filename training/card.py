@@ -122,7 +122,8 @@ def _deblock_note(meta: ModelMeta) -> str:
         how.append("chosen on the validation suite by `python -m bench.deblock`")
     if sigma in trained_deblocks(meta.extra):
         how.append("as its compressed training faces were with `--deblock`")
-    return f"; crops of pictures that show JPEG's block grid are then blurred (sigma {sigma:g} px{''.join(', ' + h for h in how)})"
+    origin = "".join(", " + h for h in how)
+    return f"; crops of pictures that show JPEG's block grid are then blurred (sigma {sigma:g} px{origin})"
 
 
 def trained_deblocks(extra: dict) -> set[float]:

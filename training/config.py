@@ -237,7 +237,8 @@ class TrainConfig:
              "augmentation probabilities must be in [0, 1]")
         need(JPEG_SCALE_MIN <= a.jpeg_scale <= 1,
              f"jpeg scale must be in [{JPEG_SCALE_MIN}, 1], a fraction of the face crop's side, not {a.jpeg_scale}")
-        need(0 <= a.deblock <= MAX_DEBLOCK, f"deblock must be a blur sigma from 0 (off) to {MAX_DEBLOCK} px, not {a.deblock}")
+        need(0 <= a.deblock <= MAX_DEBLOCK,
+             f"deblock must be a blur sigma from 0 (off) to {MAX_DEBLOCK} px, not {a.deblock}")
         need(not a.deblock or a.jpeg, "deblock blurs compressed training faces: it needs --jpeg above 0")
 
 
