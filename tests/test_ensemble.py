@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -73,7 +74,9 @@ def test_a_weight_average_is_one_network_with_the_mean_of_the_members_weights(tm
     assert [s.what.split(",")[0] for s in steps[chain:2 * chain + 2:chain + 1]] == ["member 1", "member 2"]
     assert len(steps) == 2 * chain + 3
     assert steps[0].command == steps[chain + 1].command == first             # each member's own --init chain
-    assert (out / "metrics_member1.jsonl").read_bytes() == (MODELS / "smile" / "metrics.jsonl").read_bytes()
+    carried = meta["extra"]["ensemble"][0]["metrics_file"]       # named by its content
+    assert re.fullmatch(r"metrics_[0-9a-f]{12}\.jsonl", carried)
+    assert (out / carried).read_bytes() == (MODELS / "smile" / "metrics.jsonl").read_bytes()
     assert steps[chain].minutes and steps[chain].minutes == steps[2 * chain + 1].minutes   # from the copied curves
     rows, whose = curve_rows(out)                  # the card's learning curves: the member trained last
     assert whose == "member 2" and len(rows) == len(read_jsonl(other / "metrics.jsonl")) > 0
@@ -106,8 +109,13 @@ def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
     deeper = [s for s in steps if s.what.startswith("member 1.1,")]    # an average inside a member's: one line
     assert len(deeper) == 1 and "of earlier runs (" in deeper[0].what and "expression-fv" in deeper[0].what
     assert not any(s.what.startswith("member 1.1.") for s in steps)
-    assert (tmp_path / "soup" / f"member2_{inner[-1]['metrics_file']}").read_bytes() == \
-        (MODELS / "expression" / inner[-1]["metrics_file"]).read_bytes()
+    records = ModelMeta.load(tmp_path / "soup").extra["ensemble"]
+    one, two = (r["members"][-1]["metrics_file"] for r in records)
+    assert (tmp_path / "soup" / two).read_bytes() == (MODELS / "expression" / inner[-1]["metrics_file"]).read_bytes()
+    # the same curves, carried through both members and however many averages deep, keep one content name
+    assert one == two and re.fullmatch(r"metrics_[0-9a-f]{12}\.jsonl", two)
+    names = sorted(p.name for p in (tmp_path / "soup").glob("*.jsonl"))
+    assert names and all(re.fullmatch(r"metrics_[0-9a-f]{12}\.jsonl", n) for n in names)
     clf = Classifier(tmp_path / "soup", warm_up=False)
     assert clf.n_views == 10 and clf.meta.tta_crops == Classifier(MODELS / "expression", warm_up=False).meta.tta_crops
     # a prior correction is fitted to one network: an average keeps it only when every member has the same one

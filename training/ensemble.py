@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import shutil
+import hashlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -116,36 +116,38 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "firs
 
 
 def _copy_training_records(member: Path, meta: ModelMeta, out: Path, index: int) -> dict:
-    """Copy a member's learning curves (metrics.jsonl as metrics_member<index>.jsonl, and the files its
-    --init chain names) into the ensemble folder, so its card keeps how each member was trained."""
+    """Copy a member's learning curves (its metrics.jsonl and the files its --init chain and its own members
+    name) into the ensemble folder, so its card keeps how each member was trained."""
     record: dict = {"machine": meta.extra.get("machine"), "precision": meta.extra.get("precision")}
     if (member / "metrics.jsonl").is_file():
-        record["metrics_file"] = f"metrics_member{index}.jsonl"
-        shutil.copyfile(member / "metrics.jsonl", out / record["metrics_file"])
-    node = meta.extra.get("init")
-    if isinstance(node, dict):
-        record["init"] = node
-    while isinstance(node, dict):
-        name = node.get("metrics_file")
-        if name and (member / name).is_file() and not (out / name).exists():
-            shutil.copyfile(member / name, out / name)
-        node = node.get("init")
-    if meta.extra.get("ensemble"):     # a member that is itself an ensemble: its members' records, renamed
+        record["metrics_file"] = _carry(member / "metrics.jsonl", out)
+    if isinstance(meta.extra.get("init"), dict):
+        record["init"] = _carried_records(copy.deepcopy(meta.extra["init"]), member, out)
+    if meta.extra.get("ensemble"):     # a member that is itself an ensemble: its members' records
         record["average"] = meta.extra.get("average")
-        record["members"] = _renamed_records(copy.deepcopy(meta.extra["ensemble"]), member, out, f"member{index}_")
+        record["members"] = _carried_records(copy.deepcopy(meta.extra["ensemble"]), member, out)
     return record
 
 
-def _renamed_records(value, member: Path, out: Path, prefix: str):
-    """`value` (a member's ensemble records) with each metrics file it names copied into `out` under `prefix`."""
+def _carry(path: Path, out: Path) -> str:
+    """Copy a learning-curve file into `out` under a name made from its content (metrics_<sha256 prefix>.jsonl):
+    the same curves keep one name however many averages deep they are carried."""
+    data = path.read_bytes()
+    name = f"metrics_{hashlib.sha256(data).hexdigest()[:12]}.jsonl"
+    if not (out / name).exists():
+        (out / name).write_bytes(data)
+    return name
+
+
+def _carried_records(value, member: Path, out: Path):
+    """`value` (a member's ensemble or --init records) with each metrics file it names carried into `out`."""
     if isinstance(value, list):
-        return [_renamed_records(v, member, out, prefix) for v in value]
+        return [_carried_records(v, member, out) for v in value]
     if isinstance(value, dict):
-        value = {k: _renamed_records(v, member, out, prefix) for k, v in value.items()}
+        value = {k: _carried_records(v, member, out) for k, v in value.items()}
         name = value.get("metrics_file")
         if isinstance(name, str) and (member / name).is_file():
-            value["metrics_file"] = prefix + name
-            shutil.copyfile(member / name, out / value["metrics_file"])
+            value["metrics_file"] = _carry(member / name, out)
     return value
 
 
