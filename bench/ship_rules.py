@@ -1,5 +1,6 @@
 """When a new model replaces the shipped one: its worst case over the generalisation suite rises, and it
-stays within its task's floors (a held-out benchmark split, size on disk, speed).
+stays within its task's floors (a held-out benchmark split, size on disk, speed; for expressions, calm faces
+still read neutral, neither under 70 % nor more than a point below the shipped model).
 
 `python -m bench.ship_rules --old models/smile/generalisation.json --new <run>/generalisation.json --model <run>`
 prints the decision and its reasons; exit status 0 when the new model may ship, 1 when not.
@@ -13,6 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def points(fraction: float) -> str:
+    """A difference of rates in percentage points, in words ("1 point", "2.5 points")."""
+    v = round(fraction * 100, 2)
+    return f"{v:g} point" + ("" if v == 1 else "s")
+
+
+@dataclass(frozen=True)
+class RecallRule:
+    """One class's recall on one suite check that a new model must keep: at least `at_least`, and no more than
+    `max_fall` below the shipped model's (None: no such bound)."""
+
+    check: str
+    cls: str
+    at_least: float | None = None
+    max_fall: float | None = None
+
+    def describe(self) -> str:
+        parts = ([f"at least {self.at_least * 100:g} %"] if self.at_least is not None else []) + \
+                ([f"no more than {points(self.max_fall)} below the model it replaces"]
+                 if self.max_fall is not None else [])
+        return f"{self.cls} recall on {self.check} " + " and ".join(parts)
+
+
 @dataclass(frozen=True)
 class Floors:
     """What every shipped model of a task must keep, whatever else it gains."""
@@ -21,12 +45,23 @@ class Floors:
     benchmark_min: float          # its accuracy, at least
     max_mb: float                 # model.keras under this many megabytes
     max_one_face_ms: float | None  # `python -m bench` median for a one-face frame, under this (None: no floor)
+    recalls: tuple[RecallRule, ...] = ()   # class recalls a new model keeps (calm faces read neutral)
 
 
+# A still face in front of the webcam is what users see first: calm GENKI-4K faces must keep reading neutral.
+CALM_FACES = (RecallRule("genki4k-test", "neutral", at_least=0.70, max_fall=0.01),
+              RecallRule("genki4k-test/tight", "neutral", max_fall=0.01))
 FLOORS = {
     "smile": Floors("genki4k-test", 0.94, 5.0, 15.0),
-    "expression": Floors("fer2013-private-test", 0.70, 10.0, None),
+    "expression": Floors("fer2013-private-test", 0.70, 10.0, None, CALM_FACES),
 }
+
+
+def recall_of(suite: dict, check: str, cls: str) -> float | None:
+    """A class's recall on a named check of a suite JSON (None: no such check or class)."""
+    c = next((c for c in suite.get("checks", []) if c["name"] == check), None)
+    value = (c or {}).get("per_class_recall", {}).get(cls)
+    return None if value is None else float(value)
 
 
 def floor_failures(task: str, suite: dict, model_mb: float, one_face_ms: float | None) -> list[str]:
@@ -45,12 +80,30 @@ def floor_failures(task: str, suite: dict, model_mb: float, one_face_ms: float |
             out.append("no one-face speed measured (python -m bench)")
         elif one_face_ms >= f.max_one_face_ms:
             out.append(f"one face takes {one_face_ms:.1f} ms, not under {f.max_one_face_ms:g} ms")
+    for r in f.recalls:
+        value = recall_of(suite, r.check, r.cls)
+        if value is None:
+            out.append(f"the suite has no {r.cls} recall on {r.check}")
+        elif r.at_least is not None and value < r.at_least:
+            out.append(f"{r.cls} recall on {r.check} {value:.3f} is under {r.at_least:.2f}")
+    return out
+
+
+def recall_falls(task: str, old: dict, new: dict) -> list[str]:
+    """Why `new` gives back too much of a kept recall against `old` (empty: none falls too far)."""
+    out = []
+    for r in FLOORS[task].recalls:
+        before, after = recall_of(old, r.check, r.cls), recall_of(new, r.check, r.cls)
+        if r.max_fall is not None and before is not None and after is not None \
+                and before - after > r.max_fall + 1e-9:
+            out.append(f"{r.cls} recall on {r.check} falls {before:.3f} -> {after:.3f}, more than {points(r.max_fall)}")
     return out
 
 
 def may_ship(old: dict, new: dict, model_mb: float, one_face_ms: float | None) -> tuple[bool, list[str]]:
-    """(whether `new` replaces `old`, the reasons): the worst case must rise and the floors hold."""
-    reasons = floor_failures(new["task"], new, model_mb, one_face_ms)
+    """(whether `new` replaces `old`, the reasons): the worst case must rise, the floors hold and the kept
+    recalls not fall too far."""
+    reasons = floor_failures(new["task"], new, model_mb, one_face_ms) + recall_falls(new["task"], old, new)
     worst_old, worst_new = old.get("worst_balanced_accuracy"), new.get("worst_balanced_accuracy")
     if worst_new is None or worst_old is None:
         reasons.append("a suite without a worst case")

@@ -108,6 +108,8 @@ def test_a_weight_average_keeps_the_first_members_ten_crop_test(tmp_path):
     assert [n[2:] for n in inside if n[0] == "1"] == [n[2:] for n in inside if n[0] == "2"]
     deeper = [s for s in steps if s.what.startswith("member 1.1,")]    # an average inside a member's: one line
     assert len(deeper) == 1 and "of earlier runs (" in deeper[0].what and "expression-fv" in deeper[0].what
+    # a long lineage in one line: how many runs, the first three and the last (metadata.json keeps every one)
+    assert re.search(r"\(\d+ runs: expression-a, expression-b, expression-fv, \.\.\., expression-\w+\)", deeper[0].what)
     assert not any(s.what.startswith("member 1.1.") for s in steps)
     records = ModelMeta.load(tmp_path / "soup").extra["ensemble"]
     one, two = (r["members"][-1]["metrics_file"] for r in records)

@@ -111,8 +111,32 @@ def test_ship_rules_want_a_higher_worst_case_within_the_floors():
     low = dict(better, checks=[{"name": "genki4k-test", "accuracy": 0.935}])
     ok, why = may_ship(old, low, 5.2, 16.0)
     assert not ok and len(why) == 3   # benchmark, size and speed
-    assert floor_failures("expression", {"checks": [{"name": "fer2013-private-test", "accuracy": 0.71}]},
+    calm = [{"name": "genki4k-test", "accuracy": 0.86, "per_class_recall": {"happy": 0.97, "neutral": 0.73}},
+            {"name": "genki4k-test/tight", "accuracy": 0.82, "per_class_recall": {"happy": 0.96, "neutral": 0.67}}]
+    assert floor_failures("expression", {"checks": [{"name": "fer2013-private-test", "accuracy": 0.71}, *calm]},
                           7.5, None) == []
+
+
+def _expression_suite(worst: float, neutral: float, tight_neutral: float) -> dict:
+    return {"task": "expression", "worst_balanced_accuracy": worst, "worst_check": "fer2013-private-test/tight",
+            "checks": [{"name": "fer2013-private-test", "accuracy": 0.709},
+                       {"name": "genki4k-test", "accuracy": 0.86,
+                        "per_class_recall": {"happy": 0.97, "neutral": neutral}},
+                       {"name": "genki4k-test/tight", "accuracy": 0.82,
+                        "per_class_recall": {"happy": 0.96, "neutral": tight_neutral}}]}
+
+
+def test_an_expression_model_keeps_calm_faces_neutral():
+    """Session 46's eighth self-taught step: the worst case rose, tight calm faces read neutral 1.8 points less."""
+    old = _expression_suite(0.6142, 0.7273, 0.6655)
+    ok, why = may_ship(old, _expression_suite(0.6158, 0.7236, 0.6473), 7.5, None)
+    assert not ok and len(why) == 1 and why[0].startswith("neutral recall on genki4k-test/tight falls 0.66")
+    assert why[0].endswith("-> 0.647, more than 1 point")
+    assert may_ship(old, _expression_suite(0.6158, 0.7236, 0.6600), 7.5, None) == (True, [])   # within a point
+    ok, why = may_ship(_expression_suite(0.61, 0.705, 0.66), _expression_suite(0.62, 0.698, 0.66), 7.5, None)
+    assert not ok and why == ["neutral recall on genki4k-test 0.698 is under 0.70"]   # a floor, whatever the fall
+    missing = {**old, "checks": old["checks"][:1]}      # a suite read without GENKI-4K cannot show it
+    assert any("has no neutral recall on genki4k-test" in r for r in floor_failures("expression", missing, 7.5, None))
 
 
 @pytest.fixture(scope="module")

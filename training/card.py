@@ -322,6 +322,25 @@ def _member_machines(members: list[dict]) -> list[dict]:
                                           else [m.get("machine") or {}])]
 
 
+def _recall_rules(rules, rows: dict[str, CheckRow]) -> list[str]:
+    """The kept class recalls in a few words, with this model's figures: floors, then how far each may fall."""
+    from bench.ship_rules import points
+
+    def own(rule) -> str:
+        row = rows.get(rule.check)
+        return _pct(row.per_class_recall.get(rule.cls) if row else None, 1)
+
+    out = [f"{r.cls} recall on {r.check} at least {r.at_least * 100:g} % ({own(r)})" for r in rules
+           if r.at_least is not None]
+    shown = {r.check for r in rules if r.at_least is not None}     # this model's figure given once
+    falls = [r for r in rules if r.max_fall is not None]
+    for cls, size in dict.fromkeys((r.cls, r.max_fall) for r in falls):
+        where = " and ".join(r.check if r.check in shown else f"{r.check} ({own(r)})"
+                             for r in falls if (r.cls, r.max_fall) == (cls, size))
+        out.append(f"{cls} recall at most {points(size)} below this model's on {where}")
+    return out
+
+
 def _ship_rules(folder: Path, task: Task, rows: list[CheckRow], bench: dict) -> list[str]:
     from bench.ship_rules import FLOORS, model_size_mb, one_face_ms
 
@@ -335,6 +354,7 @@ def _ship_rules(folder: Path, task: Task, rows: list[CheckRow], bench: dict) -> 
               f"`model.keras` under {floor.max_mb:g} MB ({model_size_mb(folder):.1f} MB)"]
     if floor.max_one_face_ms:
         checks.append(f"one face under {floor.max_one_face_ms:g} ms in `python -m bench` ({one_face_ms(bench)} ms)")
+    checks += _recall_rules(floor.recalls, {r.name: r for r in rows})
     return ["## Ship rules", "",
             "A new model replaces this one when its worst-case balanced accuracy over the generalisation suite "
             "rises, it stays within these floors, and every choice was made on validation figures: "

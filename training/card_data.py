@@ -156,10 +156,9 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
         if m.get("members"):
             inner = _ensemble_steps(folder, m["members"], m.get("average"), m.get("command") or "", f"{name}.")
             if prefix:    # an ensemble inside a member: one line, its runs by name (metadata.json has each)
-                runs = ", ".join(dict.fromkeys(n for n in _trained_runs(folder, m["members"]) if n))
+                runs = _run_list(list(dict.fromkeys(n for n in _trained_runs(folder, m["members"]) if n)))
                 minutes = sum(s.minutes for s in inner if s.minutes) or None
-                what = ("one network, the mean of the weights" if m.get("average") == "weights"
-                        else "the ensemble, the mean of the probabilities")
+                what = "a weight average" if m.get("average") == "weights" else "a probability average"
                 steps.append(Step(f"member {name}, {what} of earlier runs ({runs})", inner[-1].command, minutes,
                                   brief=True))
                 continue
@@ -174,6 +173,13 @@ def _ensemble_steps(folder: Path, members: list[dict], average: str | None, comm
     what = ("one network, the mean of their weights" if average == "weights"
             else "the ensemble, the mean of their probabilities")
     return steps + [Step(what, command or "not recorded", None)]
+
+
+def _run_list(names: list[str], most: int = 6) -> str:
+    """Run names for one line of the card: all of them, or for a long lineage the count, the first three and the last."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{len(names)} runs: {', '.join(names[:3])}, ..., {names[-1]}"
 
 
 def _run_name(command: str | None) -> str:
