@@ -30,12 +30,6 @@ class RecallRule:
     at_least: float | None = None
     max_fall: float | None = None
 
-    def describe(self) -> str:
-        parts = ([f"at least {self.at_least * 100:g} %"] if self.at_least is not None else []) + \
-                ([f"no more than {points(self.max_fall)} below the model it replaces"]
-                 if self.max_fall is not None else [])
-        return f"{self.cls} recall on {self.check} " + " and ".join(parts)
-
 
 @dataclass(frozen=True)
 class Floors:

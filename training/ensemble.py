@@ -10,7 +10,6 @@ ensemble (WiSE-FT, Wortsman et al., 2022) at one member's size and speed.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import hashlib
 import sys
@@ -105,8 +104,8 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "firs
                                         "n_params": m.extra.get("n_params"),
                                         "train_config": m.extra.get("train_config"),
                                         "swa": m.extra.get("swa"),
-                                        **_copy_training_records(f, m, out, i)}
-                                       for i, (f, m) in enumerate(zip(members, metas), 1)]})
+                                        **_copy_training_records(f, m, out)}
+                                       for f, m in zip(members, metas)]})
     if by_weights:   # one network of the members' architecture: --init reads its settings from here
         meta.extra["train_config"] = first.extra.get("train_config")
         if any(m.metrics.get("fit_val") for m in metas):
@@ -115,17 +114,17 @@ def make_ensemble(members: list[str | Path], out: str | Path, crops: str = "firs
     return out
 
 
-def _copy_training_records(member: Path, meta: ModelMeta, out: Path, index: int) -> dict:
+def _copy_training_records(member: Path, meta: ModelMeta, out: Path) -> dict:
     """Copy a member's learning curves (its metrics.jsonl and the files its --init chain and its own members
     name) into the ensemble folder, so its card keeps how each member was trained."""
     record: dict = {"machine": meta.extra.get("machine"), "precision": meta.extra.get("precision")}
     if (member / "metrics.jsonl").is_file():
         record["metrics_file"] = _carry(member / "metrics.jsonl", out)
     if isinstance(meta.extra.get("init"), dict):
-        record["init"] = _carried_records(copy.deepcopy(meta.extra["init"]), member, out)
+        record["init"] = _carried_records(meta.extra["init"], member, out)
     if meta.extra.get("ensemble"):     # a member that is itself an ensemble: its members' records
         record["average"] = meta.extra.get("average")
-        record["members"] = _carried_records(copy.deepcopy(meta.extra["ensemble"]), member, out)
+        record["members"] = _carried_records(meta.extra["ensemble"], member, out)
     return record
 
 
@@ -140,7 +139,7 @@ def _carry(path: Path, out: Path) -> str:
 
 
 def _carried_records(value, member: Path, out: Path):
-    """`value` (a member's ensemble or --init records) with each metrics file it names carried into `out`."""
+    """A copy of `value` (a member's ensemble or --init records) with each metrics file it names carried into `out`."""
     if isinstance(value, list):
         return [_carried_records(v, member, out) for v in value]
     if isinstance(value, dict):
