@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from core.calibrate import CalibrationConfig
 from core.decision import with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
@@ -33,6 +34,7 @@ _leave_legacy_pages_mode()
 
 
 NEUTRAL = "neutral"                  # the class whose offset the sidebar offers (multi-class tasks)
+NEUTRAL_MAX = CalibrationConfig().max_offset   # the slider's top: as far as calibration to a calm face goes
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ def _keep(key: str) -> None:
     st.session_state[f"grin.{key}"] = st.session_state[f"grin.widget.{key}"]
 
 
+def _rule_key(task: Task, path: str | Path) -> str:
+    """The setting that holds a model's decision rule: its threshold (binary tasks) or its neutral offset."""
+    return f"{'threshold' if task.is_binary else 'neutral'}.{path}"
+
+
+def set_rule(selection: Selection, value: float) -> None:
+    """Make the sidebar use this threshold or neutral offset for the selected model from the next run on."""
+    st.session_state[f"grin.{_rule_key(selection.task, selection.model_path)}"] = round(float(value), 2)
+
+
 def choose_model(task: str, path: Path) -> None:
     """Make the sidebar pick this model for `task` from the next run on (e.g. a run just made the default)."""
     st.session_state[f"grin.model.{task}"] = str(Path(path).resolve())
@@ -100,23 +112,24 @@ def sidebar() -> Selection:
         meta = entries[path].meta
         threshold = None
         if task.is_binary:
-            key = f"threshold.{path}"
+            key = _rule_key(task, path)
             threshold = st.slider(f"Decision threshold ({task.display_names[task.class_index(task.positive_class)]})",
                                   0.05, 0.95, step=0.01, key=remember(key, float(meta.threshold)),
                                   on_change=_keep, args=(key,),
                                   help=f"A face is '{task.positive_class}' when its probability reaches this. "
-                                       f"The model's own choice is {meta.threshold:.2f}.")
+                                       f"The model's own choice is {meta.threshold:.2f}; the Webcam page can "
+                                       "raise it from your calm face.")
         class_bias = None
         if not task.is_binary and NEUTRAL in task.class_names:
             n = task.class_names.index(NEUTRAL)
             own = round(float(meta.class_bias[n]), 2) if meta.class_bias else 0.0
-            key = f"neutral.{path}"
-            value = st.slider("Neutral offset", min(-1.0, own), max(1.5, own), step=0.1, key=remember(key, own),
-                              on_change=_keep, args=(key,), format="%+.1f",
+            key = _rule_key(task, path)
+            value = st.slider("Neutral offset", min(-1.0, own), max(NEUTRAL_MAX, own), step=0.1,
+                              key=remember(key, own), on_change=_keep, args=(key,), format="%+.1f",
                               help=f"Added to the neutral class's log-probability before the label is chosen; "
                                    f"the model's own is {own:+.2f}. Raise it if a calm face reads sad, angry or "
-                                   "afraid: more calm faces read neutral, for some accuracy on expressive ones "
-                                   "(the model card gives the figures).")
+                                   "afraid (the Webcam page can set it from your calm face): more calm faces read "
+                                   "neutral, for some accuracy on expressive ones (the model card gives the figures).")
             class_bias = with_offset(meta.class_bias, task.n_classes, n, round(value, 2))
         crops = True
         if meta.tta_crops:

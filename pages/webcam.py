@@ -1,10 +1,12 @@
 """Webcam: live labels over WebRTC, live figures, and the smile shutter."""
 import os
+import time
 from pathlib import Path
 
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from core.calibrate import CalmFaceCalibration
 from core.charts import probability_history
 from core.detect import LIVE_DETECTOR
 from core.draw import draw_faces
@@ -13,7 +15,7 @@ from core.imageio import encode_png
 from core.rtc import rtc_configuration
 from core.stream import FrameProcessor, StreamConfig, StreamStats
 from core.tasks import Task
-from pages.common import Selection, get_explainer, get_pipeline, show_error, show_why, sidebar
+from pages.common import Selection, get_explainer, get_pipeline, set_rule, show_error, show_why, sidebar
 
 REFRESH_S = 1.0
 LIVE_WHY_EVERY_S = 0.5           # live heat maps: at most two explained frames a second
@@ -97,6 +99,45 @@ def show_live_why(s: StreamStats) -> None:
         show_why(list(s.why.found), list(s.why.faces), key="why-live")
 
 
+def show_calibration(s: StreamStats, selection: Selection, pipeline) -> None:
+    """Calibration to the user's calm face: the button, then a note while it reads the face, then the outcome
+    (a new threshold or neutral offset goes to the sidebar's setting, where it can be moved back)."""
+    state = st.session_state
+    rule = "threshold" if selection.task.is_binary else "neutral offset"
+    if st.button("Calibrate to my calm face", key="webcam.calibrate", icon=":material/tune:",
+                 help=f"Look at the camera with a calm face and hold still for two seconds: the {rule} moves "
+                      "just far enough that your calm face reads calm, and expressions still show."):
+        state.pop("webcam.calibrated", None)
+        if s.current is None:
+            st.info("Press START first, then calibrate with a calm face.")
+        else:
+            state["webcam.calibrating"] = (selection.model_key, CalmFaceCalibration.for_pipeline(pipeline, time.time()))
+    pending = state.get("webcam.calibrating")
+    if pending is not None:
+        key, calibration = pending
+        result = calibration.update(s.records, time.time()) if key == selection.model_key else None
+        if key != selection.model_key:
+            state.pop("webcam.calibrating")
+        elif result is None:
+            st.info("Calibrating: look at the camera with a calm face and hold still…", icon=":material/hourglass_top:")
+        else:
+            state.pop("webcam.calibrating")
+            state["webcam.calibrated"] = (key, result)
+            if result.changed:
+                set_rule(selection, result.value)
+                st.rerun()           # the whole page: the sidebar shows the new setting, the stream uses it
+    done = state.get("webcam.calibrated")
+    if done is not None and done[0] == selection.model_key:
+        result = done[1]
+        if result.changed:
+            st.success(f"{result.message} The sidebar's {rule} holds it; move it back to undo.",
+                       icon=":material/check_circle:")
+        elif result.status == "unchanged":
+            st.info(result.message)
+        else:
+            st.warning(result.message)
+
+
 def show_snapshot(s: StreamStats, selection: Selection) -> None:
     if s.snapshot is None:
         st.caption("Smile shutter: hold a smile for a second and a picture appears here.")
@@ -147,6 +188,7 @@ playing = ctx.state.playing
 def live_panel() -> None:
     s = processor.stats()
     show_stats(s)
+    show_calibration(s, selection, pipeline)
     show_history(s, selection.task)
     show_explain_button(s, selection)
     show_live_why(s)

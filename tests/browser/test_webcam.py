@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ui import assert_no_exception, goto_page, metric, sidebar_select, start_webcam, stop_webcam
+from playwright.sync_api import expect
+from ui import assert_no_exception, goto_page, metric, sidebar_select, start_webcam, stop_webcam, wait_for_rerun
 
 pytestmark = pytest.mark.browser
 
@@ -104,6 +105,62 @@ def test_live_labels_follow_the_smile(page, app_server, fake_camera, screenshot)
     assert {"smile", "no smile"} <= set(labels), f"labels seen: {set(labels)}"
     # the labels must follow the camera's neutral / smiling parts (0.5 would be chance)
     assert agree >= 0.8, f"labels agree with the neutral/smiling parts in only {agree:.0%} of frames"
+
+
+def wait_for_calm_part(app_server, since: float, timeout_s: float = 30) -> None:
+    """Return as the camera's loop turns from the smile back to the calm face (the smile's probability drops
+    from above 0.8 to below 0.3 within two seconds of frames)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
+        recent = [r["probs"][0][1] for r in rows if r["t"] >= rows[-1]["t"] - 2.0] if rows else []
+        if recent and max(recent) > 0.8 and recent[-1] < 0.3:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the camera's loop never turned from the smile to the calm face")
+
+
+def test_calibration_to_a_calm_face_fixes_a_threshold_set_too_low(page, app_server, fake_camera, screenshot):
+    """With the smile threshold at its lowest, the camera's calm face reads "smile"; "Calibrate to my calm
+    face", pressed as the calm part begins, raises the sidebar's threshold until it reads "no smile", and the
+    smile still reads "smile"."""
+    if fake_camera is None:
+        pytest.skip("../shared/media/smile_video.mp4 is absent: no fake camera to play")
+    goto_page(page, "webcam")
+    sidebar_select(page, "Model", BUNDLED_SMILE)
+    thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(
+        has_text="Decision threshold").get_by_role("slider")
+    thumb.focus()
+    thumb.press("Home")                                       # 0.05: calm faces read as smiles
+    wait_for_rerun(page)
+    expect(thumb).to_have_value(re.compile(r"^0\.050*$"))
+    since = time.time()
+    start_webcam(page)
+    wait_for_calm_part(app_server, since)
+    page.get_by_role("button", name="Calibrate to my calm face").click()
+    done = page.get_by_text(re.compile(r"with the threshold at 0\.\d\d it reads no smile"))
+    expect(done).to_be_visible(timeout=15_000)
+    message = done.inner_text()
+    value = float(thumb.input_value())
+    calibrated = time.time()
+    assert_no_exception(page)
+    watch_camera(app_server, fake_camera, calibrated)
+    screenshot(page, "webcam-calibrated")
+    stop_webcam(page)
+
+    before = [r for r in read_log(app_server.webcam_log, since) if r["labels"] and r["t"] < calibrated - 2.5]
+    after = [r for r in read_log(app_server.webcam_log, calibrated) if r["labels"]]
+    calm_before = [r["labels"][0] for r in before if r["probs"][0][1] < 0.3]
+    assert calm_before and calm_before.count("smile") / len(calm_before) >= 0.8, \
+        f"at 0.05 the calm face should read smile: {calm_before}"
+    print(f"\ncalibration: {message!r}; threshold 0.05 -> {value}")
+    assert 0.05 < value <= 0.75, f"the sidebar's threshold is {value}"
+    clock = "source_t" if all(r.get("source_t") is not None for r in after) else "t"
+    times = np.array([r[clock] for r in after])
+    labels = [r["labels"][0] for r in after]
+    offset, agree = best_phase(times, labels, fake_camera)
+    assert {"smile", "no smile"} <= set(labels), f"after calibration the labels seen are {set(labels)}"
+    assert agree >= 0.8, f"after calibration the labels follow the calm and smiling parts in only {agree:.0%}"
 
 
 BUNDLED_EXPRESSION = re.compile(r"^expression \(bundled")

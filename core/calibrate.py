@@ -1,0 +1,210 @@
+"""Calibration to one person's calm face: the decision rule moved just far enough that it reads calm.
+
+Some faces read sad, angry or afraid at rest (users of peers' apps call it "stuck on sad"); a tightly framed calm face
+can read as a smile. The user holds a calm face for a moment; from the probabilities of those frames (as the stream
+shows them, under the current rule) the rule moves until the calm class wins in `share` of them by `margin`:
+the neutral class's log-probability offset for a task that picks the likeliest class, the threshold for a binary
+one. It only makes the calm class easier to read, never by more than a cap, and it waits for a still face: a window
+in which the face changed (a smile starting) is not used, and one that reads like a real expression is refused.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from core.tasks import Task
+
+NEUTRAL = "neutral"
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    seconds: float = 1.5          # the calm face is read over this long ...
+    min_frames: int = 8           # ... in at least this many frames
+    face_share: float = 0.8       # ... with a face in at least this share of them
+    steady: float = 0.4           # a still face: no class's probability spreads more than this (10th-90th percentile)
+    share: float = 0.9            # afterwards the calm class wins in this share of the frames ...
+    margin: float = 0.3           # ... by this much, in log-odds (log-probability against the strongest other class)
+    max_offset: float = 2.0       # the largest neutral offset it sets (the sidebar's top)
+    max_threshold: float = 0.75   # the highest threshold it sets
+    timeout_s: float = 10.0       # without a still face for this long, calibration gives up and says why
+
+    def __post_init__(self):
+        if not 0.0 < self.share <= 1.0 or not 0.0 < self.face_share <= 1.0:
+            raise ValueError("share and face_share must be in (0, 1]")
+        if self.seconds <= 0 or self.min_frames < 2 or self.timeout_s <= self.seconds:
+            raise ValueError("calibration needs a positive window of at least 2 frames, shorter than its timeout")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The outcome: `value` is the rule to use (the threshold, or the neutral class's offset)."""
+
+    status: str                   # "calibrated", "unchanged" or "refused"
+    message: str
+    value: float                  # the threshold or neutral offset to use (the current one unless calibrated)
+    calm_before: float = 0.0      # share of the window's frames read calm under the old rule
+    calm_after: float = 0.0       # ... and under `value`
+    frames: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "calibrated"
+
+
+def calm_class(task: Task) -> int:
+    """The class a calm face should read: the binary task's negative class, else neutral."""
+    if task.is_binary:
+        return 1 - task.class_names.index(task.positive_class)
+    if NEUTRAL not in task.class_names:
+        raise ValueError(f"task '{task.name}' has no calm class to calibrate to")
+    return task.class_names.index(NEUTRAL)
+
+
+def spread(probs: np.ndarray) -> float:
+    """The largest 10th-to-90th percentile spread of any class's probability over the frames."""
+    q10, q90 = np.percentile(probs, [10, 90], axis=0)
+    return float(np.max(q90 - q10))
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _step_up(value: float, step: float) -> float:
+    """`value` rounded up to a multiple of `step` (the sidebar's steps), so the slider shows it exactly."""
+    return round(math.ceil(round(value / step, 6)) * step, 4)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
+              class_bias: Sequence[float] | None = None,
+              config: CalibrationConfig = CalibrationConfig()) -> Calibration:
+    """The rule that reads these frames of a calm face calm. `probs` (frames, classes): one face's
+    probabilities as shown under the current rule, `threshold` (binary tasks) or `class_bias` (the
+    offsets in use, one per class; None: zeros)."""
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim != 2 or probs.shape[1] != task.n_classes or len(probs) == 0:
+        raise ValueError(f"expected probabilities of shape (frames, {task.n_classes}), got {probs.shape}")
+    calm = calm_class(task)
+    calm_name = task.display_names[calm]
+    if task.is_binary:
+        if threshold is None:
+            raise ValueError("a binary task calibrates its threshold: give the one in use")
+        pos = 1 - calm
+        p = probs[:, pos]
+        before = float(np.mean(p < threshold))
+        # the threshold that puts `share` of the frames below it by `margin` log-odds
+        needed = float(1 / (1 + np.exp(-(_logit(np.quantile(p, config.share)) + config.margin))))
+        if needed <= threshold:
+            return Calibration("unchanged", f"Your calm face already reads {calm_name} in {_pct(before)} of the "
+                               f"frames: the threshold stays {threshold:.2f}.", threshold, before, before, len(p))
+        value = _step_up(needed, 0.01)
+        if value > config.max_threshold:
+            return Calibration("refused", f"Your face read {task.display_names[pos]} at {_pct(float(np.median(p)))}: "
+                               f"that looks like a real {task.display_names[pos]}, not a calm face. Calibrate again "
+                               f"with a calm face (the threshold stays {threshold:.2f}).", threshold, before, before,
+                               len(p))
+        after = float(np.mean(p < value))
+        return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with the "
+                           f"threshold at {value:.2f} it reads {calm_name} in {_pct(after)}.", value, before, after,
+                           len(p))
+    bias = np.zeros(task.n_classes) if class_bias is None else np.asarray(class_bias, np.float64)
+    current = float(bias[calm])
+    logp = np.log(np.clip(probs, EPS, 1.0))
+    others = np.delete(logp, calm, axis=1)
+    lead = others.max(axis=1) - logp[:, calm]          # how far the strongest other class leads neutral
+    before = float(np.mean(lead < 0))
+    raise_by = float(np.quantile(lead, config.share)) + config.margin
+    if raise_by <= 0:
+        return Calibration("unchanged", f"Your calm face already reads {calm_name} in {_pct(before)} of the "
+                           f"frames: the neutral offset stays {current:+.1f}.", current, before, before, len(probs))
+    value = _step_up(current + raise_by, 0.1)
+    if value > config.max_offset:
+        top = int(np.delete(np.arange(task.n_classes), calm)[np.argmax(np.delete(probs, calm, axis=1).mean(axis=0))])
+        return Calibration("refused", f"Your face read {task.display_names[top]} at "
+                           f"{_pct(float(np.median(probs[:, top])))}: that looks like a real expression, not a calm "
+                           f"face. Calibrate again with a calm face (the neutral offset stays {current:+.1f}).",
+                           current, before, before, len(probs))
+    after = float(np.mean(lead - (value - current) < 0))
+    return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with the "
+                       f"neutral offset at {value:+.1f} it reads {calm_name} in {_pct(after)}.", value, before, after,
+                       len(probs))
+
+
+def _clock(record) -> float:
+    """A label record's time on the frames' own clock (their capture time) when it has one, else when it was read."""
+    return record.t if record.source_t is None else record.source_t
+
+
+class CalmFaceCalibration:
+    """Calibration from a live stream: started at `started` (time.time()); `update(records, now)` with the
+    stream's label records (largest face first) until it returns a Calibration. It reads the records made since
+    `started` and waits for `seconds` of a still face (timed by the frames' own clock), giving up after
+    `timeout_s` of `now`, saying why."""
+
+    def __init__(self, task: Task, threshold: float | None, class_bias: Sequence[float] | None, started: float,
+                 config: CalibrationConfig = CalibrationConfig()):
+        calm_class(task)                                   # a task without a calm class fails here, not later
+        self.task, self.threshold, self.config, self.started = task, threshold, config, started
+        self.class_bias = None if class_bias is None else tuple(float(b) for b in class_bias)
+        self.waiting_for = "frames"                       # what it waits for: "frames", "a face", "a still face"
+
+    @classmethod
+    def for_pipeline(cls, pipeline, started: float,
+                     config: CalibrationConfig = CalibrationConfig()) -> "CalmFaceCalibration":
+        """Calibration of the rule a pipeline applies (its own threshold or offsets, else its model's)."""
+        clf = pipeline.classifier
+        threshold = (clf.meta.threshold if pipeline.threshold is None else pipeline.threshold) \
+            if pipeline.task.is_binary else None
+        return cls(pipeline.task, threshold, clf.class_bias(pipeline.class_bias) or None, started, config)
+
+    @property
+    def current(self) -> float:
+        """The rule in use: the threshold, or the neutral offset."""
+        if self.task.is_binary:
+            return float(self.threshold)
+        return self.class_bias[calm_class(self.task)] if self.class_bias else 0.0
+
+    def update(self, records: Sequence, now: float) -> Calibration | None:
+        """A Calibration once a still face was read long enough (or the time is up), else None."""
+        cfg = self.config
+        recent = [r for r in records if r.t >= self.started]
+        done = self._window(recent)
+        if done is not None:
+            return done
+        if now - self.started >= cfg.timeout_s:
+            why = {"frames": "no frames came (is the camera on?)",
+                   "a face": "no face was seen in most frames (face the camera, in good light)",
+                   "a still face": "your face kept changing (hold a calm face still)"}[self.waiting_for]
+            return Calibration("refused", f"Calibration gave up after {cfg.timeout_s:.0f} s: {why}.", self.current)
+        return None
+
+    def _window(self, recent: Sequence) -> Calibration | None:
+        cfg = self.config
+        if not recent:
+            self.waiting_for = "frames"
+            return None
+        clock = [_clock(r) for r in recent]
+        restart = max((i for i in range(1, len(clock)) if clock[i] < clock[i - 1]), default=0)  # the camera restarted
+        recent, clock = recent[restart:], clock[restart:]
+        if len(recent) < cfg.min_frames or clock[-1] - clock[0] < cfg.seconds:
+            return None
+        window = [r for r, c in zip(recent, clock) if c >= clock[-1] - cfg.seconds]
+        faces = [r.probs[0] for r in window if r.probs]
+        if len(faces) < max(cfg.min_frames, cfg.face_share * len(window)):
+            self.waiting_for = "a face"
+            return None
+        probs = np.asarray(faces, np.float64)
+        if spread(probs) > cfg.steady:
+            self.waiting_for = "a still face"
+            return None
+        return calibrate(probs, self.task, self.threshold, self.class_bias, cfg)
