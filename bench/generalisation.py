@@ -405,6 +405,19 @@ def comparison(results: dict[str, dict]) -> list[dict]:
     return [cells[n] for n in order]
 
 
+def add_model_arguments(p: argparse.ArgumentParser, task: str) -> None:
+    """--verbose, --model and --task (the bundled model of a task where no --model is given)."""
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
+    p.add_argument("--model", help="model folder (default: models/<task>)")
+    p.add_argument("--task", default=task, choices=("smile", "expression"),
+                   help="with no --model, the bundled model of this task (default: %(default)s)")
+
+
+def chosen_model(args: argparse.Namespace) -> str:
+    """The --model folder, else the bundled model of --task."""
+    return args.model or str(Path(__file__).resolve().parents[1] / "models" / args.task)
+
+
 def add_collection_arguments(p: argparse.ArgumentParser) -> None:
     """--genki, --fer and --media, each defaulting to its folder under ../shared."""
     from bench import default_media
@@ -430,10 +443,7 @@ def main(argv=None) -> int:
     quiet_command(argv)
 
     p = argparse.ArgumentParser(prog="python -m bench.generalisation", description=__doc__.splitlines()[0])
-    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines and warnings")
-    p.add_argument("--model", help="model folder (default: models/<task>)")
-    p.add_argument("--task", default="smile", choices=("smile", "expression"),
-                   help="with no --model, the bundled model of this task (default: %(default)s)")
+    add_model_arguments(p, "smile")
     add_collection_arguments(p)
     p.add_argument("--split", default="test", choices=SUITE_SPLITS,
                    help="test: GENKI-4K's and FER-2013's test splits (the figures a card reports); val: their "
@@ -443,7 +453,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-cache", action="store_true", help="recompute every crop")
     p.add_argument("--json", help="write the checks here")
     args = p.parse_args(argv)
-    model = args.model or str(Path(__file__).resolve().parents[1] / "models" / args.task)
+    model = chosen_model(args)
     paths = collection_paths(args)
     try:
         result = run_suite(model, **paths, conditions=tuple(args.conditions) if args.conditions else None,

@@ -2,15 +2,17 @@
 
 Some faces read sad, angry or afraid at rest (users of peers' apps call it "stuck on sad"); a tightly framed calm face
 can read as a smile. The user holds a calm face for a moment; from the probabilities of those frames (as the stream
-shows them, under the current rule) the rule moves until the calm class wins in `share` of them by `margin`:
-the neutral class's log-probability offset for a task that picks the likeliest class, the threshold for a binary
-one. It only makes the calm class easier to read, never by more than a cap, and it waits for a still face: a window
-in which the face changed (a smile starting) is not used, and one that reads like a real expression is refused.
+shows them, under the current rule) the rule moves until the calm class wins in `share` of them by `margin`: for a
+binary task its threshold rises; for one that picks the likeliest class, each class that this face leans to at rest
+gets a lower log-probability offset (only those: the face's other expressions keep their sensitivity, which a
+raised neutral offset would take from all of them). It only makes the calm class easier to read, never by more than
+a cap, and it waits for a still face: a window in which the face changed (a smile starting) is not used, and one
+that reads like a real expression is refused.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -29,7 +31,7 @@ class CalibrationConfig:
     steady: float = 0.4           # a still face: no class's probability spreads more than this (10th-90th percentile)
     share: float = 0.9            # afterwards the calm class wins in this share of the frames ...
     margin: float = 0.3           # ... by this much, in log-odds (log-probability against the strongest other class)
-    max_offset: float = 2.0       # the largest neutral offset it sets (the sidebar's top)
+    max_offset: float = 2.0       # the most it lowers a class's offset
     max_threshold: float = 0.75   # the highest threshold it sets
     timeout_s: float = 10.0       # without a still face for this long, calibration gives up and says why
 
@@ -42,18 +44,27 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class Calibration:
-    """The outcome: `value` is the rule to use (the threshold, or the neutral class's offset)."""
+    """The outcome: for a binary task the threshold to use (`threshold`), else how much each class's
+    log-probability offset moves (`changes`, class name to a negative amount; none for the calm class)."""
 
     status: str                   # "calibrated", "unchanged" or "refused"
     message: str
-    value: float                  # the threshold or neutral offset to use (the current one unless calibrated)
+    threshold: float | None = None
+    changes: dict[str, float] = field(default_factory=dict)
     calm_before: float = 0.0      # share of the window's frames read calm under the old rule
-    calm_after: float = 0.0       # ... and under `value`
+    calm_after: float = 0.0       # ... and under the new one
     frames: int = 0
 
     @property
     def changed(self) -> bool:
         return self.status == "calibrated"
+
+    def offsets(self, class_bias: Sequence[float], task: Task) -> tuple[float, ...]:
+        """`class_bias` (the offsets in use) moved by `changes`."""
+        bias = [float(b) for b in class_bias]
+        for name, delta in self.changes.items():
+            bias[task.class_names.index(name)] = round(bias[task.class_names.index(name)] + delta, 4)
+        return tuple(bias)
 
 
 def calm_class(task: Task) -> int:
@@ -86,11 +97,9 @@ def _pct(x: float) -> str:
 
 
 def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
-              class_bias: Sequence[float] | None = None,
               config: CalibrationConfig = CalibrationConfig()) -> Calibration:
     """The rule that reads these frames of a calm face calm. `probs` (frames, classes): one face's
-    probabilities as shown under the current rule, `threshold` (binary tasks) or `class_bias` (the
-    offsets in use, one per class; None: zeros)."""
+    probabilities as shown under the current rule; `threshold`: the one in use (binary tasks)."""
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or probs.shape[1] != task.n_classes or len(probs) == 0:
         raise ValueError(f"expected probabilities of shape (frames, {task.n_classes}), got {probs.shape}")
@@ -106,38 +115,39 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
         needed = float(1 / (1 + np.exp(-(_logit(np.quantile(p, config.share)) + config.margin))))
         if needed <= threshold:
             return Calibration("unchanged", f"Your calm face already reads {calm_name} in {_pct(before)} of the "
-                               f"frames: the threshold stays {threshold:.2f}.", threshold, before, before, len(p))
+                               f"frames: the threshold stays {threshold:.2f}.", threshold, {}, before, before, len(p))
         value = _step_up(needed, 0.01)
         if value > config.max_threshold:
             return Calibration("refused", f"Your face read {task.display_names[pos]} at {_pct(float(np.median(p)))}: "
                                f"that looks like a real {task.display_names[pos]}, not a calm face. Calibrate again "
-                               f"with a calm face (the threshold stays {threshold:.2f}).", threshold, before, before,
-                               len(p))
+                               f"with a calm face (the threshold stays {threshold:.2f}).", threshold, {}, before,
+                               before, len(p))
         after = float(np.mean(p < value))
         return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with the "
-                           f"threshold at {value:.2f} it reads {calm_name} in {_pct(after)}.", value, before, after,
-                           len(p))
-    bias = np.zeros(task.n_classes) if class_bias is None else np.asarray(class_bias, np.float64)
-    current = float(bias[calm])
+                           f"threshold at {value:.2f} it reads {calm_name} in {_pct(after)}.", value, {}, before,
+                           after, len(p))
     logp = np.log(np.clip(probs, EPS, 1.0))
-    others = np.delete(logp, calm, axis=1)
-    lead = others.max(axis=1) - logp[:, calm]          # how far the strongest other class leads neutral
-    before = float(np.mean(lead < 0))
-    raise_by = float(np.quantile(lead, config.share)) + config.margin
-    if raise_by <= 0:
+    lead = logp - logp[:, [calm]]                      # each class's lead over the calm class, frame by frame
+    before = float(np.mean(np.delete(lead, calm, axis=1).max(axis=1) < 0))
+    need = np.quantile(lead, config.share, axis=0) + config.margin
+    lower = {i: _step_up(float(need[i]), 0.1) for i in range(task.n_classes) if i != calm and need[i] > 0}
+    if not lower:
         return Calibration("unchanged", f"Your calm face already reads {calm_name} in {_pct(before)} of the "
-                           f"frames: the neutral offset stays {current:+.1f}.", current, before, before, len(probs))
-    value = _step_up(current + raise_by, 0.1)
-    if value > config.max_offset:
-        top = int(np.delete(np.arange(task.n_classes), calm)[np.argmax(np.delete(probs, calm, axis=1).mean(axis=0))])
-        return Calibration("refused", f"Your face read {task.display_names[top]} at "
-                           f"{_pct(float(np.median(probs[:, top])))}: that looks like a real expression, not a calm "
-                           f"face. Calibrate again with a calm face (the neutral offset stays {current:+.1f}).",
-                           current, before, before, len(probs))
-    after = float(np.mean(lead - (value - current) < 0))
-    return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with the "
-                       f"neutral offset at {value:+.1f} it reads {calm_name} in {_pct(after)}.", value, before, after,
-                       len(probs))
+                           "frames: the offsets stay as they are.", None, {}, before, before, len(probs))
+    worst = max(lower, key=lower.get)
+    if lower[worst] > config.max_offset:
+        return Calibration("refused", f"Your face read {task.display_names[worst]} at "
+                           f"{_pct(float(np.median(probs[:, worst])))}: that looks like a real expression, not a calm "
+                           "face. Calibrate again with a calm face (the offsets stay as they are).", None, {}, before,
+                           before, len(probs))
+    shift = np.zeros(task.n_classes)
+    for i, amount in lower.items():
+        shift[i] = -amount
+    after = float(np.mean(np.delete(lead + shift, calm, axis=1).max(axis=1) < 0))
+    changes = {task.class_names[i]: -amount for i, amount in sorted(lower.items(), key=lambda kv: -kv[1])}
+    said = ", ".join(f"{task.display_names[task.class_names.index(n)]} {d:+.1f}" for n, d in changes.items())
+    return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with "
+                       f"{said} it reads {calm_name} in {_pct(after)}.", None, changes, before, after, len(probs))
 
 
 def _clock(record) -> float:
@@ -168,11 +178,11 @@ class CalmFaceCalibration:
         return cls(pipeline.task, threshold, clf.class_bias(pipeline.class_bias) or None, started, config)
 
     @property
-    def current(self) -> float:
-        """The rule in use: the threshold, or the neutral offset."""
+    def current(self) -> float | tuple[float, ...]:
+        """The rule in use: the threshold, or the offsets."""
         if self.task.is_binary:
             return float(self.threshold)
-        return self.class_bias[calm_class(self.task)] if self.class_bias else 0.0
+        return self.class_bias or (0.0,) * self.task.n_classes
 
     def update(self, records: Sequence, now: float) -> Calibration | None:
         """A Calibration once a still face was read long enough (or the time is up), else None."""
@@ -185,7 +195,7 @@ class CalmFaceCalibration:
             why = {"frames": "no frames came (is the camera on?)",
                    "a face": "no face was seen in most frames (face the camera, in good light)",
                    "a still face": "your face kept changing (hold a calm face still)"}[self.waiting_for]
-            return Calibration("refused", f"Calibration gave up after {cfg.timeout_s:.0f} s: {why}.", self.current)
+            return Calibration("refused", f"Calibration gave up after {cfg.timeout_s:.0f} s: {why}.", self.threshold)
         return None
 
     def _window(self, recent: Sequence) -> Calibration | None:
@@ -207,4 +217,4 @@ class CalmFaceCalibration:
         if spread(probs) > cfg.steady:
             self.waiting_for = "a still face"
             return None
-        return calibrate(probs, self.task, self.threshold, self.class_bias, cfg)
+        return calibrate(probs, self.task, self.threshold, cfg)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core.calibrate import CalibrationConfig
-from core.decision import with_offset
+from core.calibrate import Calibration, CalibrationConfig
+from core.decision import own_offsets, with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
 from core.model import MODEL_FILE, Classifier, ModelError
@@ -34,7 +34,7 @@ _leave_legacy_pages_mode()
 
 
 NEUTRAL = "neutral"                  # the class whose offset the sidebar offers (multi-class tasks)
-NEUTRAL_MAX = CalibrationConfig().max_offset   # the slider's top: as far as calibration to a calm face goes
+CALIBRATION_MAX = CalibrationConfig().max_offset   # the most calibrations lower a class's offset, all together
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,41 @@ def _rule_key(task: Task, path: str | Path) -> str:
     return f"{'threshold' if task.is_binary else 'neutral'}.{path}"
 
 
-def set_rule(selection: Selection, value: float) -> None:
-    """Make the sidebar use this threshold or neutral offset for the selected model from the next run on."""
-    st.session_state[f"grin.{_rule_key(selection.task, selection.model_path)}"] = round(float(value), 2)
+def _calibration_key(path: str | Path) -> str:
+    return f"grin.calibration.{path}"
+
+
+def set_rule(selection: Selection, calibration: Calibration) -> None:
+    """Make the sidebar use a calibration's rule for the selected model from the next run on: its threshold
+    (binary tasks), or its offset changes added to those of earlier calibrations."""
+    if selection.task.is_binary:
+        st.session_state[f"grin.{_rule_key(selection.task, selection.model_path)}"] = round(calibration.threshold, 2)
+        return
+    key = _calibration_key(selection.model_path)
+    deltas = dict(st.session_state.get(key, {}))
+    for name, delta in calibration.changes.items():
+        deltas[name] = max(-CALIBRATION_MAX, round(deltas.get(name, 0.0) + delta, 2))
+    st.session_state[key] = deltas
+
+
+def _forget_calibration(path: str) -> None:
+    st.session_state.pop(_calibration_key(path), None)
+
+
+def _calibrated(class_bias: tuple[float, ...] | None, meta, task: Task, path: str) -> tuple[float, ...] | None:
+    """The sidebar's offsets with this session's calibrations to the user's calm face added (shown, with a
+    button that forgets them)."""
+    deltas = st.session_state.get(_calibration_key(path))
+    if not deltas:
+        return class_bias
+    bias = list(class_bias or own_offsets(meta.class_bias, task.n_classes))
+    for name, delta in deltas.items():
+        bias[task.class_names.index(name)] += delta
+    said = ", ".join(f"{task.display_names[task.class_names.index(n)]} {d:+.1f}" for n, d in deltas.items())
+    st.caption(f"Calibrated to your calm face: {said} (offsets of the classes it leaned to)")
+    st.button("Forget the calibration", key=f"forget.{path}", on_click=_forget_calibration, args=(path,),
+              icon=":material/restart_alt:")
+    return tuple(round(b, 4) for b in bias)
 
 
 def choose_model(task: str, path: Path) -> None:
@@ -124,13 +156,14 @@ def sidebar() -> Selection:
             n = task.class_names.index(NEUTRAL)
             own = round(float(meta.class_bias[n]), 2) if meta.class_bias else 0.0
             key = _rule_key(task, path)
-            value = st.slider("Neutral offset", min(-1.0, own), max(NEUTRAL_MAX, own), step=0.1,
+            value = st.slider("Neutral offset", min(-1.0, own), max(1.5, own), step=0.1,
                               key=remember(key, own), on_change=_keep, args=(key,), format="%+.1f",
                               help=f"Added to the neutral class's log-probability before the label is chosen; "
-                                   f"the model's own is {own:+.2f}. Raise it if a calm face reads sad, angry or "
-                                   "afraid (the Webcam page can set it from your calm face): more calm faces read "
-                                   "neutral, for some accuracy on expressive ones (the model card gives the figures).")
-            class_bias = with_offset(meta.class_bias, task.n_classes, n, round(value, 2))
+                                   f"the model's own is {own:+.2f}. Raise it if calm faces read sad, angry or "
+                                   "afraid: more calm faces read neutral, for some accuracy on expressive ones (the "
+                                   "model card gives the figures). For your own face, the Webcam page's calibration "
+                                   "lowers only the classes your calm face leans to.")
+            class_bias = _calibrated(with_offset(meta.class_bias, task.n_classes, n, round(value, 2)), meta, task, path)
         crops = True
         if meta.tta_crops:
             key = f"crops.{path}"

@@ -103,10 +103,11 @@ def show_calibration(s: StreamStats, selection: Selection, pipeline) -> None:
     """Calibration to the user's calm face: the button, then a note while it reads the face, then the outcome
     (a new threshold or neutral offset goes to the sidebar's setting, where it can be moved back)."""
     state = st.session_state
-    rule = "threshold" if selection.task.is_binary else "neutral offset"
+    binary = selection.task.is_binary
     if st.button("Calibrate to my calm face", key="webcam.calibrate", icon=":material/tune:",
-                 help=f"Look at the camera with a calm face and hold still for two seconds: the {rule} moves "
-                      "just far enough that your calm face reads calm, and expressions still show."):
+                 help="Look at the camera with a calm face and hold still for two seconds: "
+                      + ("the threshold rises" if binary else "the classes your calm face leans to are lowered")
+                      + " just far enough that your calm face reads calm, and your expressions still show."):
         state.pop("webcam.calibrated", None)
         if s.current is None:
             st.info("Press START first, then calibrate with a calm face.")
@@ -124,14 +125,15 @@ def show_calibration(s: StreamStats, selection: Selection, pipeline) -> None:
             state.pop("webcam.calibrating")
             state["webcam.calibrated"] = (key, result)
             if result.changed:
-                set_rule(selection, result.value)
+                set_rule(selection, result)
                 st.rerun()           # the whole page: the sidebar shows the new setting, the stream uses it
     done = state.get("webcam.calibrated")
     if done is not None and done[0] == selection.model_key:
         result = done[1]
         if result.changed:
-            st.success(f"{result.message} The sidebar's {rule} holds it; move it back to undo.",
-                       icon=":material/check_circle:")
+            undo = ("The sidebar's threshold holds it; move it back to undo." if binary else
+                    "The sidebar shows it; \"Forget the calibration\" there undoes it.")
+            st.success(f"{result.message} {undo}", icon=":material/check_circle:")
         elif result.status == "unchanged":
             st.info(result.message)
         else:

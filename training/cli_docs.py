@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, tuple[str, ...], str]] = [   # (module, subcommand, wh
     ("bench.ship_rules", (), "whether a candidate model may replace the shipped one"),
     ("bench.threshold", (), "choose a smile model's decision threshold on the validation suite"),
     ("bench.offset_curve", (), "what moving one class's offset trades in an expression model's labels"),
+    ("bench.calibration", (), "calibration to a calm face, on the calm faces a model misreads, and its cost"),
     ("training.prior", (), "fit class offsets (a prior correction) for an expression model"),
     ("bench.framing", (), "how the framing of face crops changes the expression model's accuracy"),
     ("bench.load_test", (), "several browser sessions and a training run on one server"),

@@ -2,7 +2,8 @@
 camera made from ../shared/media/smile_video.mp4, and a fresh page per test.
 
 Fixtures: `streamlit_server` (base URL), `app_server` (URL, log and folders), `fake_camera`
-(FakeCamera or None), `browser`, `page`, `screenshot(page, name)`.
+(FakeCamera or None), `browser`, `page`, `calm_page` (its own Chromium whose camera shows a calm face the
+expression model misreads), `screenshot(page, name)`.
 Helpers for tests: `from ui import goto_page, assert_no_exception, sidebar_select, wait_for_app,
 start_webcam`; `server.py` starts and stops the app for other scripts (benchmarks).
 """
@@ -18,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_camera import FakeCamera, write_fake_camera  # noqa: E402
+from fake_camera import FakeCamera, write_fake_camera, write_y4m  # noqa: E402
 from server import CHROMIUM, chromium_args, start_server, stop_server  # noqa: E402
 from ui import assert_no_exception, goto_page, save_screenshot  # noqa: E402,F401
 
@@ -77,25 +78,66 @@ def fake_camera(tmp_path_factory) -> FakeCamera | None:
 
 
 @pytest.fixture(scope="session")
-def browser(fake_camera):
-    """Headless Debian Chromium driven by Playwright (camera and microphone allowed, fake devices)."""
+def playwright_driver():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_camera and fake_camera.path))
-        yield b
-        b.close()
+        yield p
+
+
+def _launch(driver, camera: Path | None):
+    return driver.chromium.launch(executable_path=CHROMIUM, args=chromium_args(camera))
+
+
+def _new_page(browser, base_url: str):
+    """A fresh page (own context, so its own Streamlit session) with the app's URL as base URL."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 1000},
+                                  permissions=["camera", "microphone"], accept_downloads=True)
+    context.set_default_timeout(30_000)
+    return context, context.new_page()
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver, fake_camera):
+    """Headless Debian Chromium driven by Playwright (camera and microphone allowed, fake devices)."""
+    b = _launch(playwright_driver, fake_camera and fake_camera.path)
+    yield b
+    b.close()
 
 
 @pytest.fixture
 def page(browser, streamlit_server):
-    """A fresh page (own context, so its own Streamlit session) with the app's URL as base URL."""
-    context = browser.new_context(base_url=streamlit_server, viewport={"width": 1400, "height": 1000},
-                                  permissions=["camera", "microphone"], accept_downloads=True)
-    context.set_default_timeout(30_000)
-    pg = context.new_page()
+    context, pg = _new_page(browser, streamlit_server)
     yield pg
     context.close()
+
+
+@pytest.fixture(scope="session")
+def calm_camera(tmp_path_factory) -> Path | None:
+    """A looping y4m of a calm GENKI-4K face (held still, swaying a pixel or two) that the bundled expression
+    model reads angry, sad or afraid; None without GENKI-4K."""
+    genki = SHARED / "datasets" / "genki4k"
+    if not genki.is_dir():
+        return None
+    from bench.calibration import leaning_calm_face, webcam_frames
+    from core.detect import LIVE_DETECTOR, FaceDetector
+    from core.model import Classifier
+    from core.pipeline import Pipeline
+
+    photo = leaning_calm_face(Pipeline(Classifier(REPO / "models" / "expression"), FaceDetector(LIVE_DETECTOR)), genki)
+    return None if photo is None else write_y4m(webcam_frames(photo, 60), tmp_path_factory.mktemp("calm") / "calm.y4m")
+
+
+@pytest.fixture
+def calm_page(playwright_driver, calm_camera, streamlit_server):
+    """A page in its own Chromium whose camera shows the calm face of `calm_camera`."""
+    if calm_camera is None:
+        pytest.skip("../shared/datasets/genki4k is absent (or none of its calm faces reads angry, sad or afraid)")
+    b = _launch(playwright_driver, calm_camera)
+    context, pg = _new_page(b, streamlit_server)
+    yield pg
+    context.close()
+    b.close()
 
 
 @pytest.fixture

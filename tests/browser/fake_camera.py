@@ -53,10 +53,16 @@ def write_fake_camera(video: Path, out: Path, neutral_s: float = 4.0, smile_s: f
         src = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     neutral = _ping_pong([_letterbox(src[i]) for i in NEUTRAL_FRAMES], round(neutral_s * FPS))
     smile = _ping_pong([_letterbox(src[i]) for i in SMILE_FRAMES], round(smile_s * FPS))
+    write_y4m(neutral + smile, out)
+    return FakeCamera(out, len(neutral) / FPS, len(smile) / FPS)
+
+
+def write_y4m(frames: list[np.ndarray], out: Path) -> Path:
+    """A YUV4MPEG2 file (I420, FPS) of WIDTH x HEIGHT RGB frames, as Chromium's fake camera plays them."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as f:
         f.write(f"YUV4MPEG2 W{WIDTH} H{HEIGHT} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
-        for rgb in neutral + smile:
+        for rgb in frames:
             f.write(b"FRAME\n")
             f.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
-    return FakeCamera(out, len(neutral) / FPS, len(smile) / FPS)
+    return out

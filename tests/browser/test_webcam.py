@@ -145,6 +145,7 @@ def test_calibration_to_a_calm_face_fixes_a_threshold_set_too_low(page, app_serv
     calibrated = time.time()
     assert_no_exception(page)
     watch_camera(app_server, fake_camera, calibrated)
+    page.mouse.move(0, 0)                                     # no tooltip in the picture
     screenshot(page, "webcam-calibrated")
     stop_webcam(page)
 
@@ -201,3 +202,50 @@ def test_expression_reads_the_still_face_as_neutral(page, app_server, fake_camer
     assert neutral >= 0.7, f"the still face reads neutral in only {neutral:.0%} of frames: {set(shown)}"
     assert changes <= 4, f"the label of a still face changed {changes} times"
     assert agree >= 0.75, f"neutral/happy follow the camera's parts in only {agree:.0%} of frames"
+
+
+def test_calibration_lowers_the_classes_a_calm_face_leans_to(calm_page, app_server, screenshot):
+    """The camera shows a calm GENKI-4K face that the bundled expression model reads angry, sad or afraid:
+    "Calibrate to my calm face" lowers the offsets of the classes it leans to, the sidebar says which, and the
+    face reads neutral; "Forget the calibration" puts the model's own rule back."""
+    page = calm_page
+    goto_page(page, "webcam")
+    sidebar_select(page, "Task", "Expression")
+    sidebar_select(page, "Model", BUNDLED_EXPRESSION)
+    since = time.time()
+    start_webcam(page)
+    page.wait_for_timeout(2500)
+    clicked = time.time()
+    page.get_by_role("button", name="Calibrate to my calm face").click()
+    done = page.get_by_text(re.compile(r"it reads neutral in \d+%"))
+    expect(done).to_be_visible(timeout=15_000)
+    calibrated = time.time()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    caption = sidebar.get_by_text(re.compile(r"^Calibrated to your calm face: "))
+    expect(caption).to_be_visible()
+    said = caption.inner_text()
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(4000)
+    screenshot(page, "webcam-calibrated-expression")
+    forget = time.time()
+    sidebar.get_by_role("button", name="Forget the calibration").click()
+    expect(caption).to_have_count(0)
+    page.wait_for_timeout(3000)
+    assert_no_exception(page)
+    stop_webcam(page)
+
+    rows = [r for r in read_log(app_server.webcam_log, since) if r["labels"]]
+    def neutral_share(lo: float, hi: float) -> tuple[float, int]:
+        labels = [r["labels"][0] for r in rows if lo <= r["t"] < hi]
+        return (labels.count("neutral") / len(labels) if labels else 0.0), len(labels)
+
+    before, n_before = neutral_share(rows[0]["t"] + 1.0, clicked)   # past the stream's first, blurry second
+    during, n_during = neutral_share(calibrated + 1.0, forget)
+    after, n_after = neutral_share(forget + 1.5, time.time())
+    print(f"\ncalibration: {done.inner_text()!r}; {said!r}; neutral {before:.0%} of {n_before} frames before, "
+          f"{during:.0%} of {n_during} calibrated, {after:.0%} of {n_after} after forgetting it")
+    assert min(n_before, n_during, n_after) >= 5, (n_before, n_during, n_after)
+    assert before < 0.5, f"the calm face should read angry, sad or afraid before calibration ({before:.0%} neutral)"
+    assert re.search(r"(angry|sad|fear) -\d\.\d", said), said
+    assert during >= 0.8, f"after calibration the calm face reads neutral in only {during:.0%} of frames"
+    assert after < 0.5, f"with the calibration forgotten the face should read as before ({after:.0%} neutral)"
