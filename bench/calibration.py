@@ -76,16 +76,6 @@ def _share(labels: list[str], name: str) -> float:
     return labels.count(name) / len(labels) if labels else 0.0
 
 
-def with_rule(pipeline, result):
-    """The pipeline under a calibration's rule: its threshold (binary tasks) or its moved offsets."""
-    from dataclasses import replace
-
-    if pipeline.task.is_binary:
-        return replace(pipeline, threshold=result.threshold)
-    bias = pipeline.classifier.class_bias(pipeline.class_bias) or [0.0] * pipeline.task.n_classes
-    return replace(pipeline, class_bias=result.offsets(bias, pipeline.task))
-
-
 class Costs:
     """What a rule does to faces that are not calm: the share of smile_video's smiling frames read as a
     smile (happy), and for an expression model which of the seven posed photos read right."""
@@ -155,7 +145,7 @@ def run(model: str | Path, genki: str, media: str | None = None, limit: int = 0,
     """Calibration on every calm face of GENKI-4K's `split` (test, or val: the model's validation part) that the
     live pipeline does not read calm (the first `limit` of them)."""
     from bench.generalisation import genki_collection, trained_families
-    from core.calibrate import CalmFaceCalibration, calm_class
+    from core.calibrate import CalmFaceCalibration, calibrated, calm_class
     from core.detect import LIVE_DETECTOR, FaceDetector
     from core.model import Classifier
     from core.pipeline import Pipeline
@@ -178,7 +168,7 @@ def run(model: str | Path, genki: str, media: str | None = None, limit: int = 0,
         row = {"photo": i, "read_as": face.label, "calm_before": round(_share(shown(before), calm_name), 4),
                "status": result.status if result else "undecided", "frames_used": used}
         if result is not None and result.changed:
-            rule = with_rule(pipeline, result)
+            rule = calibrated(pipeline, result)
             row["rule"] = result.threshold if task.is_binary else result.changes
             after = stream(rule, webcam_frames(photo, FRAMES, seed=2 * i + 1))
             row["calm_after"] = round(_share(shown(after), calm_name), 4)

@@ -96,6 +96,17 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
+def _already(calm: str, share: float, n: int) -> str:
+    return f"Your calm face already reads {calm}" + (f" in {_pct(share)} of the frames" if n > 1 else "")
+
+
+def _fixed(calm: str, before: float, after: float, n: int, change: str) -> str:
+    if n == 1:
+        return f"Your calm face did not read {calm}; with {change} it does."
+    return (f"Your calm face read {calm} in {_pct(before)} of the frames; with {change} it reads {calm} in "
+            f"{_pct(after)}.")
+
+
 def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
               config: CalibrationConfig = CalibrationConfig()) -> Calibration:
     """The rule that reads these frames of a calm face calm. `probs` (frames, classes): one face's
@@ -114,8 +125,8 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
         # the threshold that puts `share` of the frames below it by `margin` log-odds
         needed = float(1 / (1 + np.exp(-(_logit(np.quantile(p, config.share)) + config.margin))))
         if needed <= threshold:
-            return Calibration("unchanged", f"Your calm face already reads {calm_name} in {_pct(before)} of the "
-                               f"frames: the threshold stays {threshold:.2f}.", threshold, {}, before, before, len(p))
+            return Calibration("unchanged", f"{_already(calm_name, before, len(p))}: the threshold stays "
+                               f"{threshold:.2f}.", threshold, {}, before, before, len(p))
         value = _step_up(needed, 0.01)
         if value > config.max_threshold:
             return Calibration("refused", f"Your face read {task.display_names[pos]} at {_pct(float(np.median(p)))}: "
@@ -123,17 +134,16 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
                                f"with a calm face (the threshold stays {threshold:.2f}).", threshold, {}, before,
                                before, len(p))
         after = float(np.mean(p < value))
-        return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with the "
-                           f"threshold at {value:.2f} it reads {calm_name} in {_pct(after)}.", value, {}, before,
-                           after, len(p))
+        return Calibration("calibrated", _fixed(calm_name, before, after, len(p), f"the threshold at {value:.2f}"),
+                           value, {}, before, after, len(p))
     logp = np.log(np.clip(probs, EPS, 1.0))
     lead = logp - logp[:, [calm]]                      # each class's lead over the calm class, frame by frame
     before = float(np.mean(np.delete(lead, calm, axis=1).max(axis=1) < 0))
     need = np.quantile(lead, config.share, axis=0) + config.margin
     lower = {i: _step_up(float(need[i]), 0.1) for i in range(task.n_classes) if i != calm and need[i] > 0}
     if not lower:
-        return Calibration("unchanged", f"Your calm face already reads {calm_name} in {_pct(before)} of the "
-                           "frames: the offsets stay as they are.", None, {}, before, before, len(probs))
+        return Calibration("unchanged", f"{_already(calm_name, before, len(probs))}: the offsets stay as they are.",
+                           None, {}, before, before, len(probs))
     worst = max(lower, key=lower.get)
     if lower[worst] > config.max_offset:
         return Calibration("refused", f"Your face read {task.display_names[worst]} at "
@@ -146,8 +156,29 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
     after = float(np.mean(np.delete(lead + shift, calm, axis=1).max(axis=1) < 0))
     changes = {task.class_names[i]: -amount for i, amount in sorted(lower.items(), key=lambda kv: -kv[1])}
     said = ", ".join(f"{task.display_names[task.class_names.index(n)]} {d:+.1f}" for n, d in changes.items())
-    return Calibration("calibrated", f"Your calm face read {calm_name} in {_pct(before)} of the frames; with "
-                       f"{said} it reads {calm_name} in {_pct(after)}.", None, changes, before, after, len(probs))
+    return Calibration("calibrated", _fixed(calm_name, before, after, len(probs), said), None, changes, before,
+                       after, len(probs))
+
+
+def rule_in_use(pipeline) -> tuple[float | None, tuple[float, ...] | None]:
+    """(threshold, offsets) that a pipeline applies: its own, else its model's; the threshold is None for a task
+    that picks the likeliest class, the offsets None for a model without any."""
+    clf = pipeline.classifier
+    threshold = (clf.meta.threshold if pipeline.threshold is None else pipeline.threshold) \
+        if pipeline.task.is_binary else None
+    return threshold, tuple(clf.class_bias(pipeline.class_bias)) or None
+
+
+def calibrated(pipeline, result: Calibration):
+    """The pipeline under a calibration's rule: its threshold (binary tasks), or its offsets moved."""
+    from dataclasses import replace
+
+    if not result.changed:
+        return pipeline
+    if pipeline.task.is_binary:
+        return replace(pipeline, threshold=result.threshold)
+    bias = rule_in_use(pipeline)[1] or (0.0,) * pipeline.task.n_classes
+    return replace(pipeline, class_bias=result.offsets(bias, pipeline.task))
 
 
 def _clock(record) -> float:
@@ -172,10 +203,7 @@ class CalmFaceCalibration:
     def for_pipeline(cls, pipeline, started: float,
                      config: CalibrationConfig = CalibrationConfig()) -> "CalmFaceCalibration":
         """Calibration of the rule a pipeline applies (its own threshold or offsets, else its model's)."""
-        clf = pipeline.classifier
-        threshold = (clf.meta.threshold if pipeline.threshold is None else pipeline.threshold) \
-            if pipeline.task.is_binary else None
-        return cls(pipeline.task, threshold, clf.class_bias(pipeline.class_bias) or None, started, config)
+        return cls(pipeline.task, *rule_in_use(pipeline), started, config)
 
     @property
     def current(self) -> float | tuple[float, ...]:

@@ -1,9 +1,10 @@
 """Label the faces in image and video files:
 `python -m core.predict <image or video files...> [--model models/smile] [--task smile|expression] [--json]
-[--threshold T] [--offset CLASS=V] [--annotate OUTDIR] [--explain OUTDIR]`.
+[--threshold T] [--offset CLASS=V] [--calm FILE] [--annotate OUTDIR] [--explain OUTDIR]`.
 
 A video's every frame goes through the tracked pipeline the Upload page uses; each face is summed up as
 the share of frames under each label and its stretches of one label (`--json`: every frame's row too).
+`--calm` calibrates the rule to one person's calm face first (`core.calibrate`, as the Webcam page's button does).
 
 Exit status: 0 when every file was read (with or without faces), 1 when any file could not be
 read (each gets its own error line; the others are still processed), 2 for a bad model or option.
@@ -16,6 +17,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from core.calibrate import Calibration, CalibrationConfig, calibrate, calibrated, rule_in_use, spread
 from core.decision import decision_options, own_offsets
 from core.detect import FaceDetector
 from core.imageio import ImageError, encode_png, load_image
@@ -67,6 +71,41 @@ def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
         out.write_bytes(encode_png(draw_faces(image, result.faces)))
         result.annotated = str(out)
     return result
+
+
+def calm_face_probs(pipeline: Pipeline, path: str) -> np.ndarray:
+    """The probabilities (rows, classes) of the calm face in a photo (its largest face) or a video (the face
+    followed through the most frames, one row a frame); ModelError with the reason where there is none."""
+    if is_video(path):
+        video = predict_video(pipeline, path)
+        if video.error:
+            raise ModelError(f"--calm: {video.error}")
+        tracks: dict[int, list[dict]] = {}
+        for row in video.timeline:
+            tracks.setdefault(row["face"], []).append(row)
+        if not tracks:
+            raise ModelError(f"--calm: no face in {path}")
+        rows = max(tracks.values(), key=len)
+        return np.array([[row[f"p_{c}"] for c in pipeline.task.class_names] for row in rows])
+    photo = predict_file(pipeline, path)
+    if photo.error:
+        raise ModelError(f"--calm: {photo.error}")
+    if not photo.faces:
+        raise ModelError(f"--calm: no face found in {path}")
+    return max(photo.faces, key=lambda f: f.box[2] * f.box[3]).probs[None, :]
+
+
+def calibrate_to_file(pipeline: Pipeline, path: str,
+                      config: CalibrationConfig = CalibrationConfig()) -> tuple[Pipeline, Calibration]:
+    """The pipeline calibrated to the calm face in a photo or video, and the calibration; ModelError when the
+    file shows no face, a face that changes, or a real expression."""
+    probs = calm_face_probs(pipeline, path)
+    if len(probs) > 1 and spread(probs) > config.steady:
+        raise ModelError(f"--calm: the face changes in {path}: give a photo, or a stretch of video, of a calm face")
+    result = calibrate(probs, pipeline.task, rule_in_use(pipeline)[0], config)
+    if result.status == "refused":
+        raise ModelError(f"--calm: {result.message}")
+    return calibrated(pipeline, result), result
 
 
 def _explain(result: ImageResult, image, explainer, folder: Path, method: str, taken: set[Path]) -> None:
@@ -126,6 +165,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--offset", action="append", default=[], metavar="CLASS=VALUE",
                    help="set a class's offset on the log-probabilities (tasks that pick the likeliest class; "
                         "repeatable; e.g. neutral=0.4 reads more calm faces as neutral; default: the model's own)")
+    p.add_argument("--calm", metavar="FILE", help="a photo or video of the person's calm face: the rule is first "
+                   "calibrated to it (the threshold rises, or the classes that face leans to get lower offsets, just "
+                   "far enough that it reads calm), then used for every input")
     p.add_argument("--no-crops", action="store_true", help="leave out the model's extra test-time crops (faster)")
     p.add_argument("--annotate", metavar="OUTDIR", help="also write each image (PNG) or video (MP4) with boxes and "
                    "labels here")
@@ -182,8 +224,12 @@ def main(argv=None) -> int:
         except OSError as exc:
             print(f"error: cannot create {args.explain}: {exc.strerror}", file=sys.stderr)
             return 2
+    calibration = None
     try:
         pipeline = load_pipeline(args)
+        if args.calm:
+            pipeline, calibration = calibrate_to_file(pipeline, args.calm)
+            print(f"calm face {args.calm}: {calibration.message}", file=sys.stderr, flush=True)
         explain = _explainer(pipeline, args)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -202,10 +248,14 @@ def main(argv=None) -> int:
             print(show(r), flush=True)
     if args.json:
         clf = pipeline.classifier
+        threshold = rule_in_use(pipeline)[0]
+        calm = None if calibration is None else {
+            "file": args.calm, "status": calibration.status, "message": calibration.message,
+            "threshold": calibration.threshold, "changes": calibration.changes}
         print(json.dumps({"model": str(clf.folder), "task": clf.task.name,
-                          "threshold": args.threshold if args.threshold is not None else clf.meta.threshold,
+                          "threshold": threshold if threshold is not None else clf.meta.threshold,
                           "class_bias": own_offsets(clf.class_bias(pipeline.class_bias), clf.task.n_classes),
-                          "images": [r.as_dict() for r in results]}, indent=2))
+                          "calibration": calm, "images": [r.as_dict() for r in results]}, indent=2))
     return 1 if any(r.error for r in results) else 0
 
 

@@ -53,3 +53,15 @@ def smile_frames() -> list:
 def expressions_dir() -> Path:
     """../shared/media/expressions: one single-face photo per expression (angry.jpg, happy.jpg, ...)."""
     return need(EXPRESSIONS)
+
+
+@pytest.fixture(scope="session")
+def genki_dir() -> Path:
+    """../shared/datasets/genki4k (GENKI-4K in its own layout)."""
+    return need(SHARED / "datasets" / "genki4k")
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    """../shared/media: the face video and the posed photos."""
+    return need(SHARED / "media")

@@ -9,8 +9,6 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHARED, need
-
 from bench.calibration import FPS, SMILE_FRAMES, leaning_calm_face, run_calibration, shown, stream, webcam_frames
 from core.calibrate import CalibrationConfig, CalmFaceCalibration, calibrate, spread
 from core.detect import LIVE_DETECTOR, FaceDetector
@@ -20,11 +18,10 @@ NEUTRAL_FRAMES = slice(0, 17)       # smile_video.mp4's calm frames (see ../shar
 
 
 @pytest.fixture(scope="module")
-def calm_photo(expression_classifier) -> np.ndarray:
+def calm_photo(expression_classifier, genki_dir) -> np.ndarray:
     """The first calm face of GENKI-4K's test split that the bundled expression model reads angry, sad or afraid
     with neutral second: the face a user sees flicker, "stuck on sad"."""
-    photo = leaning_calm_face(Pipeline(expression_classifier, FaceDetector(LIVE_DETECTOR)),
-                              need(SHARED / "datasets" / "genki4k"))
+    photo = leaning_calm_face(Pipeline(expression_classifier, FaceDetector(LIVE_DETECTOR)), genki_dir)
     if photo is None:
         pytest.fail("no calm GENKI-4K face reads angry, sad or afraid: the test needs another example")
     return photo
@@ -122,14 +119,13 @@ def test_bad_input_is_refused_with_the_reason(smile_classifier, expression_class
         CalibrationConfig(seconds=20.0)
 
 
-def test_the_calibration_bench_writes_its_figures(tmp_path):
+def test_the_calibration_bench_writes_its_figures(tmp_path, genki_dir, media_dir):
     """`python -m bench.calibration` on the first calm GENKI-4K test faces the expression model does not read
     neutral: each calibrated, refused or left as it is, and what each rule costs the posed photos."""
     from bench.calibration import main
 
-    genki = need(SHARED / "datasets" / "genki4k")
     out = tmp_path / "calibration.json"
-    assert main(["--task", "expression", "--genki", str(genki), "--media", str(need(SHARED / "media")),
+    assert main(["--task", "expression", "--genki", str(genki_dir), "--media", str(media_dir),
                  "--limit", "3", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     s = result["summary"]
@@ -140,6 +136,6 @@ def test_the_calibration_bench_writes_its_figures(tmp_path):
         if face["status"] == "calibrated":
             assert all(-2.0 <= d < 0 for d in face["rule"].values()) and face["calm_after"] > face["calm_before"]
             assert len(face["posed_right"]) <= 7 and 0 <= face["smile_frames_read_smiling"] <= 1
-    posed = {p.stem for p in (SHARED / "media" / "expressions").glob("*.jpg")}
+    posed = {p.stem for p in (media_dir / "expressions").glob("*.jpg")}
     assert set(result["model_rule"]["posed_right"]) <= posed and result["model_rule"]["smile_frames_read_smiling"] >= 0.9
     assert main(["--limit", "-1"]) == 2

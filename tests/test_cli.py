@@ -117,6 +117,73 @@ def test_predict_with_a_neutral_offset_reads_a_calm_face_neutral():
     assert moved["p_neutral"] > own["p_neutral"] + 0.1
 
 
+def _clip(video: Path, out: Path, frames: range) -> Path:
+    """Some frames of a video, re-encoded as an MP4."""
+    import av
+
+    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i in frames:
+                for packet in stream.encode(frame.reformat(format="yuv420p")):
+                    dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+    return out
+
+
+@needs_media
+def test_predict_calibrated_to_a_calm_face(tmp_path, genki_dir, bad_files):
+    """`--calm FILE`: a calm GENKI-4K face the bundled expression model reads sad, angry or afraid reads neutral
+    once the rule is calibrated to it (only the classes it leaned to lowered: a happy face stays happy); a calm
+    stretch of video raises a smile threshold set too low; a real expression, a changing face, or no face is
+    refused with the reason, and nothing is labelled."""
+    import cv2
+
+    from bench.calibration import leaning_calm_face
+    from core.detect import LIVE_DETECTOR, FaceDetector
+    from core.model import Classifier
+    from core.pipeline import Pipeline
+
+    photo = leaning_calm_face(Pipeline(Classifier(REPO / "models" / "expression"), FaceDetector(LIVE_DETECTOR)),
+                              genki_dir)
+    calm = tmp_path / "calm.png"
+    cv2.imwrite(str(calm), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+
+    def run(*args):
+        proc = cli("core.predict", "--json", *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout), proc.stderr
+
+    own, _ = run("--task", "expression", str(calm), str(HAPPY))
+    fixed, said = run("--task", "expression", "--calm", str(calm), str(calm), str(HAPPY))
+    assert own["images"][0]["faces"][0]["label"] != "neutral" and own["calibration"] is None
+    assert fixed["images"][0]["faces"][0]["label"] == "neutral"
+    assert fixed["images"][1]["faces"][0]["label"] == "happy"
+    changes = fixed["calibration"]["changes"]
+    assert fixed["calibration"]["status"] == "calibrated" and changes and "neutral" not in changes
+    names = fixed["images"][0]["faces"][0].keys()
+    classes = [k[2:] for k in names if k.startswith("p_")]
+    for name, before, after in zip(classes, own["class_bias"], fixed["class_bias"]):
+        assert abs(after - before - changes.get(name, 0.0)) < 1e-6, (name, before, after)
+    assert f"calm face {calm}: Your calm face did not read neutral" in said
+
+    video = MEDIA / "smile_video.mp4"
+    calm_clip = _clip(video, tmp_path / "calm.mp4", range(0, 17))
+    smile, said = run("--threshold", "0.05", "--calm", str(calm_clip), str(video))
+    assert smile["calibration"]["status"] == "calibrated" and 0.05 < smile["threshold"] <= 0.75
+    labels = [s["label"] for s in max(smile["images"][0]["faces"], key=lambda f: f["frames"])["stretches"]
+              if s["frames"] >= 5]
+    assert labels[0] == "no smile" and "smile" in labels, labels
+    assert "of the frames" in said
+
+    for calm_file, reason in ((HAPPY, "not a calm face"), (video, "the face changes"),
+                              (bad_files["blank"], "no face found"), (bad_files["corrupt"], "--calm: ")):
+        proc = cli("core.predict", "--task", "expression", "--calm", str(calm_file), str(HAPPY))
+        assert proc.returncode == 2 and reason in proc.stderr and proc.stdout == "", (calm_file, proc.stderr)
+
+
 @needs_media
 def test_evaluate_your_own_collection_under_another_decision_rule(tmp_path, shipped_neutral_offset):
     """The seven posed photos as class folders: `training.evaluate --offset neutral=1.5` reads more of them
