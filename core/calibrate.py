@@ -181,6 +181,18 @@ def calibrated(pipeline, result: Calibration):
     return replace(pipeline, class_bias=result.offsets(bias, pipeline.task))
 
 
+def calibrate_to_photo(pipeline, image: np.ndarray, config: CalibrationConfig = CalibrationConfig()) -> Calibration:
+    """Calibration to the calm face in a photo (its largest face, found as photos are: a deeper search if the
+    first finds none); refused, saying so, when the photo shows no face."""
+    threshold = rule_in_use(pipeline)[0]
+    faces = pipeline(image, thorough=True)
+    if not faces:
+        return Calibration("refused", "No face found in the photo: use one that shows your face from the front.",
+                           threshold)
+    face = max(faces, key=lambda f: f.box[2] * f.box[3])
+    return calibrate(face.probs[None, :], pipeline.task, threshold, config)
+
+
 def _clock(record) -> float:
     """A label record's time on the frames' own clock (their capture time) when it has one, else when it was read."""
     return record.t if record.source_t is None else record.source_t

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.calibrate import Calibration, CalibrationConfig, calibrate, calibrated, rule_in_use, spread
+from core.calibrate import (Calibration, CalibrationConfig, calibrate, calibrate_to_photo, calibrated,
+                             rule_in_use, spread)
 from core.decision import decision_options, own_offsets
 from core.detect import FaceDetector
 from core.imageio import ImageError, encode_png, load_image
@@ -74,35 +75,35 @@ def predict_file(pipeline: Pipeline, path: str, annotate: Path | None = None,
 
 
 def calm_face_probs(pipeline: Pipeline, path: str) -> np.ndarray:
-    """The probabilities (rows, classes) of the calm face in a photo (its largest face) or a video (the face
-    followed through the most frames, one row a frame); ModelError with the reason where there is none."""
-    if is_video(path):
-        video = predict_video(pipeline, path)
-        if video.error:
-            raise ModelError(f"--calm: {video.error}")
-        tracks: dict[int, list[dict]] = {}
-        for row in video.timeline:
-            tracks.setdefault(row["face"], []).append(row)
-        if not tracks:
-            raise ModelError(f"--calm: no face in {path}")
-        rows = max(tracks.values(), key=len)
-        return np.array([[row[f"p_{c}"] for c in pipeline.task.class_names] for row in rows])
-    photo = predict_file(pipeline, path)
-    if photo.error:
-        raise ModelError(f"--calm: {photo.error}")
-    if not photo.faces:
-        raise ModelError(f"--calm: no face found in {path}")
-    return max(photo.faces, key=lambda f: f.box[2] * f.box[3]).probs[None, :]
+    """The probabilities (frames, classes) of the face followed through the most frames of a video;
+    ModelError with the reason where there is none."""
+    video = predict_video(pipeline, path)
+    if video.error:
+        raise ModelError(f"--calm: {video.error}")
+    tracks: dict[int, list[dict]] = {}
+    for row in video.timeline:
+        tracks.setdefault(row["face"], []).append(row)
+    if not tracks:
+        raise ModelError(f"--calm: no face in {path}")
+    rows = max(tracks.values(), key=len)
+    return np.array([[row[f"p_{c}"] for c in pipeline.task.class_names] for row in rows])
 
 
 def calibrate_to_file(pipeline: Pipeline, path: str,
                       config: CalibrationConfig = CalibrationConfig()) -> tuple[Pipeline, Calibration]:
     """The pipeline calibrated to the calm face in a photo or video, and the calibration; ModelError when the
-    file shows no face, a face that changes, or a real expression."""
-    probs = calm_face_probs(pipeline, path)
-    if len(probs) > 1 and spread(probs) > config.steady:
-        raise ModelError(f"--calm: the face changes in {path}: give a photo, or a stretch of video, of a calm face")
-    result = calibrate(probs, pipeline.task, rule_in_use(pipeline)[0], config)
+    file cannot be read or shows no face, a face that changes, or a real expression."""
+    if is_video(path):
+        probs = calm_face_probs(pipeline, path)
+        if len(probs) > 1 and spread(probs) > config.steady:
+            raise ModelError(f"--calm: the face changes in {path}: give a photo, or a stretch of video, of a calm face")
+        result = calibrate(probs, pipeline.task, rule_in_use(pipeline)[0], config)
+    else:
+        try:
+            image = load_image(path, name=path)
+        except ImageError as exc:
+            raise ModelError(f"--calm: {exc}") from None
+        result = calibrate_to_photo(pipeline, image, config)
     if result.status == "refused":
         raise ModelError(f"--calm: {result.message}")
     return calibrated(pipeline, result), result

@@ -101,6 +101,22 @@ def set_rule(selection: Selection, calibration: Calibration) -> None:
     st.session_state[key] = deltas
 
 
+def show_calibration_result(selection: Selection, key: str) -> None:
+    """The outcome of the last calibration kept under `key` (as (model key, Calibration)), for this model."""
+    done = st.session_state.get(key)
+    if done is None or done[0] != selection.model_key:
+        return
+    result = done[1]
+    if result.changed:
+        undo = ("The sidebar's threshold holds it; move it back to undo." if selection.task.is_binary else
+                "The sidebar shows it; \"Forget the calibration\" there undoes it.")
+        st.success(f"{result.message} {undo}", icon=":material/check_circle:")
+    elif result.status == "unchanged":
+        st.info(result.message)
+    else:
+        st.warning(result.message)
+
+
 def _forget_calibration(path: str) -> None:
     st.session_state.pop(_calibration_key(path), None)
 

@@ -7,13 +7,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.calibrate import calibrate_to_photo
 from core.draw import draw_faces
 from core.explain import METHODS, explain_faces, heat_picture
 from core.imageio import ImageError, load_image
 from core.pipeline import Face
 from core.predict_video import face_summaries, share_text, stretch_text
 from core.video import VideoError, VideoLimits, annotate_video
-from pages.common import Selection, get_explainer, get_pipeline, show_error, show_why, sidebar
+from pages.common import (Selection, get_explainer, get_pipeline, set_rule, show_calibration_result, show_error,
+                          show_why, sidebar)
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
@@ -53,6 +55,28 @@ def explain_image(data: bytes, name: str, model_key: tuple, threshold: float | N
     image = load_image(data, name)
     found = explain_faces(_explainer, image, [f.box for f in _faces], [f.index for f in _faces], METHODS)
     return {"found": found, "annotated": display_copy(heat_picture(image, found, _explainer.preprocess), _faces)}
+
+
+def calm_photo_section(selection: Selection) -> None:
+    """Calibration of the sidebar's rule to a calm photo of the user, as the Webcam page's button does."""
+    with st.expander("Calibrate to a calm photo of you", icon=":material/tune:"):
+        st.caption("Does your calm face read sad, angry or afraid, or as a smile? Give a photo of it: "
+                   + ("the threshold rises" if selection.task.is_binary else
+                      "the classes it leans to get lower offsets")
+                   + " just far enough that it reads calm, here and on the Webcam page (the sidebar shows it).")
+        photo = st.file_uploader("A photo of you with a calm face", type=IMAGE_TYPES, key="upload.calm")
+        if photo is not None and st.button("Calibrate", key="upload.calibrate", icon=":material/tune:"):
+            try:
+                image = load_image(photo.getvalue(), photo.name)
+            except ImageError as exc:
+                show_error(exc)
+                return
+            result = calibrate_to_photo(get_pipeline(selection), image)
+            st.session_state["upload.calibrated"] = (selection.model_key, result)
+            if result.changed:
+                set_rule(selection, result)
+                st.rerun()           # the sidebar and every table follow the new rule
+        show_calibration_result(selection, "upload.calibrated")
 
 
 def images_tab(files, selection: Selection) -> None:
@@ -161,6 +185,7 @@ def timeline_figure(timeline: pd.DataFrame, selection: Selection):
 st.title("Upload")
 selection = sidebar()
 get_pipeline(selection)  # loads the model once, or says why it cannot
+calm_photo_section(selection)
 images, video = st.tabs([":material/image: Images", ":material/movie: Video"])
 with images:
     images_tab(st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="upload.images"), selection)

@@ -15,7 +15,8 @@ from core.imageio import encode_png
 from core.rtc import rtc_configuration
 from core.stream import FrameProcessor, StreamConfig, StreamStats
 from core.tasks import Task
-from pages.common import Selection, get_explainer, get_pipeline, set_rule, show_error, show_why, sidebar
+from pages.common import (Selection, get_explainer, get_pipeline, set_rule, show_calibration_result, show_error,
+                          show_why, sidebar)
 
 REFRESH_S = 1.0
 LIVE_WHY_EVERY_S = 0.5           # live heat maps: at most two explained frames a second
@@ -127,17 +128,7 @@ def show_calibration(s: StreamStats, selection: Selection, pipeline) -> None:
             if result.changed:
                 set_rule(selection, result)
                 st.rerun()           # the whole page: the sidebar shows the new setting, the stream uses it
-    done = state.get("webcam.calibrated")
-    if done is not None and done[0] == selection.model_key:
-        result = done[1]
-        if result.changed:
-            undo = ("The sidebar's threshold holds it; move it back to undo." if binary else
-                    "The sidebar shows it; \"Forget the calibration\" there undoes it.")
-            st.success(f"{result.message} {undo}", icon=":material/check_circle:")
-        elif result.status == "unchanged":
-            st.info(result.message)
-        else:
-            st.warning(result.message)
+    show_calibration_result(selection, "webcam.calibrated")
 
 
 def show_snapshot(s: StreamStats, selection: Selection) -> None:

@@ -179,7 +179,7 @@ def test_predict_calibrated_to_a_calm_face(tmp_path, genki_dir, bad_files):
     assert "of the frames" in said
 
     for calm_file, reason in ((HAPPY, "not a calm face"), (video, "the face changes"),
-                              (bad_files["blank"], "no face found"), (bad_files["corrupt"], "--calm: ")):
+                              (bad_files["blank"], "No face found"), (bad_files["corrupt"], "--calm: ")):
         proc = cli("core.predict", "--task", "expression", "--calm", str(calm_file), str(HAPPY))
         assert proc.returncode == 2 and reason in proc.stderr and proc.stdout == "", (calm_file, proc.stderr)
 

@@ -113,19 +113,28 @@ def page(browser, streamlit_server):
 
 
 @pytest.fixture(scope="session")
-def calm_camera(tmp_path_factory) -> Path | None:
-    """A looping y4m of a calm GENKI-4K face (held still, swaying a pixel or two) that the bundled expression
-    model reads angry, sad or afraid; None without GENKI-4K."""
+def calm_face():
+    """A calm GENKI-4K test face (RGB) that the bundled expression model reads angry, sad or afraid, with neutral
+    second; None without GENKI-4K."""
     genki = SHARED / "datasets" / "genki4k"
     if not genki.is_dir():
         return None
-    from bench.calibration import leaning_calm_face, webcam_frames
+    from bench.calibration import leaning_calm_face
     from core.detect import LIVE_DETECTOR, FaceDetector
     from core.model import Classifier
     from core.pipeline import Pipeline
 
-    photo = leaning_calm_face(Pipeline(Classifier(REPO / "models" / "expression"), FaceDetector(LIVE_DETECTOR)), genki)
-    return None if photo is None else write_y4m(webcam_frames(photo, 60), tmp_path_factory.mktemp("calm") / "calm.y4m")
+    return leaning_calm_face(Pipeline(Classifier(REPO / "models" / "expression"), FaceDetector(LIVE_DETECTOR)), genki)
+
+
+@pytest.fixture(scope="session")
+def calm_camera(calm_face, tmp_path_factory) -> Path | None:
+    """A looping y4m of `calm_face` held still (swaying a pixel or two); None without it."""
+    from bench.calibration import webcam_frames
+
+    if calm_face is None:
+        return None
+    return write_y4m(webcam_frames(calm_face, 60), tmp_path_factory.mktemp("calm") / "calm.y4m")
 
 
 @pytest.fixture

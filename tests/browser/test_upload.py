@@ -181,3 +181,41 @@ def test_a_video_gives_an_annotated_mp4_and_a_timeline(page, tmp_path, screensho
     expect(faces).to_contain_text("s no smile", timeout=30_000)
     expect(faces).to_contain_text(re.compile(r"\d s smile"))
     screenshot(page, "upload-video")
+
+
+def test_a_calm_photo_calibrates_the_rule_for_every_page(page, calm_face, screenshot):
+    """A calm GENKI-4K face that the bundled expression model reads angry, sad or afraid: given as "a calm photo of
+    you", it lowers the classes it leans to; the faces table reads it neutral, the Webcam page's sidebar shows the
+    same calibration, and a photo with no face is refused with the reason."""
+    if calm_face is None:
+        pytest.skip("../shared/datasets/genki4k is absent")
+    photo = {"name": "calm.png", "mimeType": "image/png", "buffer": png_bytes(calm_face)}
+    goto_page(page, "upload")
+    sidebar_select(page, "Task", "Expression")
+    sidebar_select(page, "Model", re.compile(r"^expression \(bundled"))
+    upload(page, "Images", [photo])
+    before = faces_csv(page)
+    assert before["label"][0] in {"angry", "sad", "fear"}, before
+
+    page.get_by_text("Calibrate to a calm photo of you").click()
+    blank = {"name": "wall.png", "mimeType": "image/png", "buffer": png_bytes(np.full((300, 400, 3), 200, np.uint8))}
+    upload(page, "A photo of you with a calm face", [blank])
+    page.get_by_role("button", name="Calibrate", exact=True).click()
+    expect(page.get_by_text("No face found in the photo")).to_be_visible()
+    upload(page, "A photo of you with a calm face", [photo])
+    page.get_by_role("button", name="Calibrate", exact=True).click()
+    expect(page.get_by_text(re.compile(r"did not read neutral; with (angry|sad|fear) -\d\.\d.* it does"))
+           ).to_be_visible()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    caption = sidebar.get_by_text(re.compile(r"^Calibrated to your calm face: "))
+    expect(caption).to_be_visible()
+    assert_no_exception(page)
+    after = faces_csv(page)
+    assert after["label"][0] == "neutral" and after["p_neutral"][0] > before["p_neutral"][0]
+    screenshot(page, "upload-calibrated")
+
+    said = caption.inner_text()
+    sidebar.get_by_role("link", name="Webcam").click()              # the same session, another page
+    wait_for_rerun(page)
+    expect(sidebar.get_by_text(said, exact=True)).to_be_visible()
+    assert_no_exception(page)
