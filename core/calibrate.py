@@ -12,12 +12,15 @@ that reads like a real expression is refused.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from core.tasks import Task
+
+if TYPE_CHECKING:
+    from core.pipeline import Pipeline
 
 NEUTRAL = "neutral"
 EPS = 1e-6
@@ -160,7 +163,7 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
                        after, len(probs))
 
 
-def rule_in_use(pipeline) -> tuple[float | None, tuple[float, ...] | None]:
+def rule_in_use(pipeline: Pipeline) -> tuple[float | None, tuple[float, ...] | None]:
     """(threshold, offsets) that a pipeline applies: its own, else its model's; the threshold is None for a task
     that picks the likeliest class, the offsets None for a model without any."""
     clf = pipeline.classifier
@@ -169,10 +172,8 @@ def rule_in_use(pipeline) -> tuple[float | None, tuple[float, ...] | None]:
     return threshold, tuple(clf.class_bias(pipeline.class_bias)) or None
 
 
-def calibrated(pipeline, result: Calibration):
+def calibrated(pipeline: Pipeline, result: Calibration) -> Pipeline:
     """The pipeline under a calibration's rule: its threshold (binary tasks), or its offsets moved."""
-    from dataclasses import replace
-
     if not result.changed:
         return pipeline
     if pipeline.task.is_binary:
@@ -181,7 +182,7 @@ def calibrated(pipeline, result: Calibration):
     return replace(pipeline, class_bias=result.offsets(bias, pipeline.task))
 
 
-def calibrate_to_photo(pipeline, image: np.ndarray, config: CalibrationConfig = CalibrationConfig()) -> Calibration:
+def calibrate_to_photo(pipeline: Pipeline, image: np.ndarray, config: CalibrationConfig = CalibrationConfig()) -> Calibration:
     """Calibration to the calm face in a photo (its largest face, found as photos are: a deeper search if the
     first finds none); refused, saying so, when the photo shows no face."""
     threshold = rule_in_use(pipeline)[0]
@@ -212,7 +213,7 @@ class CalmFaceCalibration:
         self.waiting_for = "frames"                       # what it waits for: "frames", "a face", "a still face"
 
     @classmethod
-    def for_pipeline(cls, pipeline, started: float,
+    def for_pipeline(cls, pipeline: Pipeline, started: float,
                      config: CalibrationConfig = CalibrationConfig()) -> "CalmFaceCalibration":
         """Calibration of the rule a pipeline applies (its own threshold or offsets, else its model's)."""
         return cls(pipeline.task, *rule_in_use(pipeline), started, config)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core.calibrate import Calibration, CalibrationConfig
+from core.calibrate import NEUTRAL, Calibration, CalibrationConfig
 from core.decision import own_offsets, with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
@@ -33,7 +33,6 @@ def _leave_legacy_pages_mode() -> None:
 _leave_legacy_pages_mode()
 
 
-NEUTRAL = "neutral"                  # the class whose offset the sidebar offers (multi-class tasks)
 CALIBRATION_MAX = CalibrationConfig().max_offset   # the most calibrations lower a class's offset, all together
 
 
