@@ -100,9 +100,9 @@ def show_live_why(s: StreamStats) -> None:
         show_why(list(s.why.found), list(s.why.faces), key="why-live")
 
 
-def show_calibration(s: StreamStats, selection: Selection, pipeline) -> None:
+def show_calibration(s: StreamStats, selection: Selection, pipeline, playing: bool) -> None:
     """Calibration to the user's calm face: the button, then a note while it reads the face, then the outcome
-    (a new threshold or neutral offset goes to the sidebar's setting, where it can be moved back)."""
+    (the new threshold or class offsets go to the sidebar, where they can be undone)."""
     state = st.session_state
     binary = selection.task.is_binary
     if st.button("Calibrate to my calm face", key="webcam.calibrate", icon=":material/tune:",
@@ -110,12 +110,15 @@ def show_calibration(s: StreamStats, selection: Selection, pipeline) -> None:
                       + ("the threshold rises" if binary else "the classes your calm face leans to are lowered")
                       + " just far enough that your calm face reads calm, and your expressions still show."):
         state.pop("webcam.calibrated", None)
-        if s.current is None:
+        if not playing:
+            state.pop("webcam.calibrating", None)
             st.info("Press START first, then calibrate with a calm face.")
         else:
             state["webcam.calibrating"] = (selection.model_key, CalmFaceCalibration.for_pipeline(pipeline, time.time()))
     pending = state.get("webcam.calibrating")
-    if pending is not None:
+    if pending is not None and not playing:      # the camera stopped before a still face was read
+        state.pop("webcam.calibrating")
+    elif pending is not None:
         key, calibration = pending
         result = calibration.update(s.records, time.time()) if key == selection.model_key else None
         if key != selection.model_key:
@@ -181,7 +184,7 @@ playing = ctx.state.playing
 def live_panel() -> None:
     s = processor.stats()
     show_stats(s)
-    show_calibration(s, selection, pipeline)
+    show_calibration(s, selection, pipeline, playing)
     show_history(s, selection.task)
     show_explain_button(s, selection)
     show_live_why(s)

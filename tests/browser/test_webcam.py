@@ -134,10 +134,13 @@ def test_calibration_to_a_calm_face_fixes_a_threshold_set_too_low(page, app_serv
     thumb.press("Home")                                       # 0.05: calm faces read as smiles
     wait_for_rerun(page)
     expect(thumb).to_have_value(re.compile(r"^0\.050*$"))
+    calibrate = page.get_by_role("button", name="Calibrate to my calm face")
+    calibrate.click()                                         # no camera yet
+    expect(page.get_by_text("Press START first, then calibrate with a calm face.")).to_be_visible()
     since = time.time()
     start_webcam(page)
     wait_for_calm_part(app_server, since)
-    page.get_by_role("button", name="Calibrate to my calm face").click()
+    calibrate.click()
     done = page.get_by_text(re.compile(r"with the threshold at 0\.\d\d it reads no smile"))
     expect(done).to_be_visible(timeout=15_000)
     message = done.inner_text()
