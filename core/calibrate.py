@@ -56,7 +56,6 @@ class Calibration:
     changes: dict[str, float] = field(default_factory=dict)
     calm_before: float = 0.0      # share of the window's frames read calm under the old rule
     calm_after: float = 0.0       # ... and under the new one
-    frames: int = 0
 
     @property
     def changed(self) -> bool:
@@ -64,10 +63,20 @@ class Calibration:
 
     def offsets(self, class_bias: Sequence[float], task: Task) -> tuple[float, ...]:
         """`class_bias` (the offsets in use) moved by `changes`."""
-        bias = [float(b) for b in class_bias]
-        for name, delta in self.changes.items():
-            bias[task.class_names.index(name)] = round(bias[task.class_names.index(name)] + delta, 4)
-        return tuple(bias)
+        return moved_offsets(class_bias, self.changes, task)
+
+
+def moved_offsets(class_bias: Sequence[float], changes: dict[str, float], task: Task) -> tuple[float, ...]:
+    """Offsets, one per class, with each named class's moved by its change."""
+    bias = [float(b) for b in class_bias]
+    for name, delta in changes.items():
+        bias[task.class_names.index(name)] = round(bias[task.class_names.index(name)] + delta, 4)
+    return tuple(bias)
+
+
+def changes_text(changes: dict[str, float], task: Task) -> str:
+    """'sad -1.0, fear -0.3': offset changes as the UI names the classes."""
+    return ", ".join(f"{task.display_names[task.class_names.index(n)]} {d:+.1f}" for n, d in changes.items())
 
 
 def calm_class(task: Task) -> int:
@@ -129,16 +138,16 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
         needed = float(1 / (1 + np.exp(-(_logit(np.quantile(p, config.share)) + config.margin))))
         if needed <= threshold:
             return Calibration("unchanged", f"{_already(calm_name, before, len(p))}: the threshold stays "
-                               f"{threshold:.2f}.", threshold, {}, before, before, len(p))
+                               f"{threshold:.2f}.", threshold, {}, before, before)
         value = _step_up(needed, 0.01)
         if value > config.max_threshold:
             return Calibration("refused", f"Your face read {task.display_names[pos]} at {_pct(float(np.median(p)))}: "
                                f"that looks like a real {task.display_names[pos]}, not a calm face. Calibrate again "
                                f"with a calm face (the threshold stays {threshold:.2f}).", threshold, {}, before,
-                               before, len(p))
+                               before)
         after = float(np.mean(p < value))
         return Calibration("calibrated", _fixed(calm_name, before, after, len(p), f"the threshold at {value:.2f}"),
-                           value, {}, before, after, len(p))
+                           value, {}, before, after)
     logp = np.log(np.clip(probs, EPS, 1.0))
     lead = logp - logp[:, [calm]]                      # each class's lead over the calm class, frame by frame
     before = float(np.mean(np.delete(lead, calm, axis=1).max(axis=1) < 0))
@@ -146,21 +155,20 @@ def calibrate(probs: np.ndarray, task: Task, threshold: float | None = None,
     lower = {i: _step_up(float(need[i]), 0.1) for i in range(task.n_classes) if i != calm and need[i] > 0}
     if not lower:
         return Calibration("unchanged", f"{_already(calm_name, before, len(probs))}: the offsets stay as they are.",
-                           None, {}, before, before, len(probs))
+                           None, {}, before, before)
     worst = max(lower, key=lower.get)
     if lower[worst] > config.max_offset:
         return Calibration("refused", f"Your face read {task.display_names[worst]} at "
                            f"{_pct(float(np.median(probs[:, worst])))}: that looks like a real expression, not a calm "
                            "face. Calibrate again with a calm face (the offsets stay as they are).", None, {}, before,
-                           before, len(probs))
+                           before)
     shift = np.zeros(task.n_classes)
     for i, amount in lower.items():
         shift[i] = -amount
     after = float(np.mean(np.delete(lead + shift, calm, axis=1).max(axis=1) < 0))
     changes = {task.class_names[i]: -amount for i, amount in sorted(lower.items(), key=lambda kv: -kv[1])}
-    said = ", ".join(f"{task.display_names[task.class_names.index(n)]} {d:+.1f}" for n, d in changes.items())
-    return Calibration("calibrated", _fixed(calm_name, before, after, len(probs), said), None, changes, before,
-                       after, len(probs))
+    return Calibration("calibrated", _fixed(calm_name, before, after, len(probs), changes_text(changes, task)), None,
+                       changes, before, after)
 
 
 def rule_in_use(pipeline: Pipeline) -> tuple[float | None, tuple[float, ...] | None]:
@@ -205,25 +213,17 @@ class CalmFaceCalibration:
     `started` and waits for `seconds` of a still face (timed by the frames' own clock), giving up after
     `timeout_s` of `now`, saying why."""
 
-    def __init__(self, task: Task, threshold: float | None, class_bias: Sequence[float] | None, started: float,
+    def __init__(self, task: Task, threshold: float | None, started: float,
                  config: CalibrationConfig = CalibrationConfig()):
         calm_class(task)                                   # a task without a calm class fails here, not later
         self.task, self.threshold, self.config, self.started = task, threshold, config, started
-        self.class_bias = None if class_bias is None else tuple(float(b) for b in class_bias)
         self.waiting_for = "frames"                       # what it waits for: "frames", "a face", "a still face"
 
     @classmethod
     def for_pipeline(cls, pipeline: Pipeline, started: float,
                      config: CalibrationConfig = CalibrationConfig()) -> "CalmFaceCalibration":
-        """Calibration of the rule a pipeline applies (its own threshold or offsets, else its model's)."""
-        return cls(pipeline.task, *rule_in_use(pipeline), started, config)
-
-    @property
-    def current(self) -> float | tuple[float, ...]:
-        """The rule in use: the threshold, or the offsets."""
-        if self.task.is_binary:
-            return float(self.threshold)
-        return self.class_bias or (0.0,) * self.task.n_classes
+        """Calibration of the rule a pipeline applies (its own threshold, else its model's)."""
+        return cls(pipeline.task, rule_in_use(pipeline)[0], started, config)
 
     def update(self, records: Sequence, now: float) -> Calibration | None:
         """A Calibration once a still face was read long enough (or the time is up), else None."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core.calibrate import NEUTRAL, Calibration, CalibrationConfig
+from core.calibrate import NEUTRAL, Calibration, CalibrationConfig, changes_text, moved_offsets
 from core.decision import own_offsets, with_offset
 from core.detect import DetectorConfig, FaceDetector
 from core.explain import Explainer, FaceExplanation, enlarge, overlay
@@ -126,14 +126,10 @@ def _calibrated(class_bias: tuple[float, ...] | None, meta, task: Task, path: st
     deltas = st.session_state.get(_calibration_key(path))
     if not deltas:
         return class_bias
-    bias = list(class_bias or own_offsets(meta.class_bias, task.n_classes))
-    for name, delta in deltas.items():
-        bias[task.class_names.index(name)] += delta
-    said = ", ".join(f"{task.display_names[task.class_names.index(n)]} {d:+.1f}" for n, d in deltas.items())
-    st.caption(f"Calibrated to your calm face: {said} (offsets of the classes it leaned to)")
+    st.caption(f"Calibrated to your calm face: {changes_text(deltas, task)} (offsets of the classes it leaned to)")
     st.button("Forget the calibration", key=f"forget.{path}", on_click=_forget_calibration, args=(path,),
               icon=":material/restart_alt:")
-    return tuple(round(b, 4) for b in bias)
+    return moved_offsets(class_bias or own_offsets(meta.class_bias, task.n_classes), deltas, task)
 
 
 def choose_model(task: str, path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.calibration import FPS, SMILE_FRAMES, leaning_calm_face, run_calibration, shown, stream, webcam_frames
-from core.calibrate import CalibrationConfig, CalmFaceCalibration, calibrate, spread
+from core.calibrate import CalibrationConfig, CalmFaceCalibration, calibrate, rule_in_use, spread
 from core.detect import LIVE_DETECTOR, FaceDetector
 from core.pipeline import Pipeline
 
@@ -46,7 +46,7 @@ def test_a_calm_face_read_as_angry_or_sad_reads_neutral_after_calibration(expres
     assert result.calm_before < 0.5 and result.calm_after >= 0.9, result
     assert all(f"{d:+.1f}" in result.message for d in result.changes.values())
 
-    offsets = result.offsets(calibration.current, pipeline.task)
+    offsets = result.offsets(rule_in_use(pipeline)[1], pipeline.task)
     calibrated = Pipeline(expression_classifier, FaceDetector(LIVE_DETECTOR), class_bias=offsets)
     after = shown(stream(calibrated, webcam_frames(calm_photo, 45, seed=2)))
     assert after.count("neutral") / len(after) >= 0.9, f"after calibration the calm face reads {after}"
@@ -92,7 +92,7 @@ def test_a_real_expression_is_refused_and_a_changing_face_is_waited_out(smile_cl
     turning = stream(pipeline, (smile_frames[10:36:2] + smile_frames[36:10:-2]) * 6)   # under a second each way
     assert spread(np.array([r.probs[0] for r in turning[:25]])) > CalibrationConfig().steady
     config = CalibrationConfig(seconds=1.5, timeout_s=8.0)
-    calibration = CalmFaceCalibration(pipeline.task, None, None, started=0.0, config=config)
+    calibration = CalmFaceCalibration(pipeline.task, None, started=0.0, config=config)
     assert all(calibration.update(turning[:i], now=i / FPS) is None for i in range(1, len(turning) + 1)
                if i / FPS < config.timeout_s)
     result = calibration.update(turning, now=config.timeout_s)
@@ -105,7 +105,7 @@ def test_no_frames_or_no_face_gives_up_saying_why(expression_classifier):
     assert calibration.update([], now=101.0) is None
     assert "no frames came" in calibration.update([], now=111.0).message
     empty = stream(pipeline, [np.full((480, 640, 3), 128, np.uint8)] * 30, start=0.0)
-    calibration = CalmFaceCalibration(pipeline.task, None, None, started=0.0)
+    calibration = CalmFaceCalibration(pipeline.task, None, started=0.0)
     result = calibration.update(empty, now=11.0)
     assert result.status == "refused" and "no face was seen" in result.message
 
